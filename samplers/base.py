@@ -1,0 +1,145 @@
+"""The one interface every selection method implements, and what the trainer gives it.
+
+Why a tiny interface: a sampler only decides *which* training indices form the next batch
+and learns from the losses the trainer observed. Everything else (data, augmentation,
+model, optimiser) stays in the training loop, so a researcher can drop any sampler into
+their own loop by building a :class:`StepContext` (a few lines, see the README).
+
+Rules every sampler follows:
+- ``next_batch`` and ``observe`` never force a device->host synchronisation (no
+  ``.item()``, ``.cpu()``, ``bool(tensor)``, data-dependent shapes), so the GPU never waits
+  on Python. Selective Backprop is the documented exception (how many candidates it must
+  score depends on its keep decisions).
+- All randomness comes from ``ctx.generator`` (never the global RNG); the trainer reseeds
+  it from (seed, epoch) at every epoch start, so a run resumed from an epoch checkpoint
+  replays exactly.
+- Batches carry *global* training indices (int64, on ``ctx.device``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Batch:
+    """What a sampler hands the trainer for one optimisation step.
+
+    ``idx``: b global training indices (int64, on the device).
+    ``inputs``: already-augmented inputs for ``idx`` (only samplers that scored views
+    themselves, e.g. Selective Backprop, set it; otherwise the trainer augments ``idx``).
+    ``weights``: optional per-example weights; the trainer then minimises
+    ``(weights * losses).sum() / weights.sum()`` instead of the plain mean.
+    """
+
+    idx: Tensor
+    inputs: Optional[Tensor] = None
+    weights: Optional[Tensor] = None
+
+
+FEATURE_KINDS = ("pixels", "pooled", "label", "pooled+label")
+
+
+@dataclass
+class StepContext:
+    """Everything a sampler may use, and nothing more.
+
+    The trainer builds one per run. Outside the suite, build it from your own tensors:
+    ``images`` is the *un-augmented, normalised* training set as float (N, C, H, W) on the
+    device (only needed for IMPON's image features), ``augment`` maps indices to training
+    inputs and ``score_fn`` returns per-example losses of given inputs without grad.
+    """
+
+    n_train: int
+    batch_size: int
+    device: torch.device
+    generator: torch.Generator
+    labels: Tensor
+    num_classes: int
+    weight_norm_fn: Callable[[], Tensor]
+    augment_fn: Callable[[Tensor], Tensor]
+    score_fn: Callable[[Tensor], Tensor]
+    images_fn: Optional[Callable[[], Tensor]] = None
+    #: examples forwarded by ``score`` (selection cost), read and reset by the trainer.
+    forwards: int = 0
+    _features: dict = field(default_factory=dict, repr=False)
+
+    def weight_norm(self) -> Tensor:
+        """‖W‖_F of the deep model (a 0-dim device tensor; no sync)."""
+        return self.weight_norm_fn()
+
+    def augment(self, idx: Tensor) -> Tensor:
+        """Training inputs (augmented, normalised) for ``idx``."""
+        return self.augment_fn(idx)
+
+    def score(self, idx: Tensor, inputs: Optional[Tensor] = None) -> Tensor:
+        """Per-example loss of ``idx`` under the current model, no grad, counted.
+
+        ``inputs`` defaults to ``augment(idx)``; pass them to score exact views.
+        ``len(idx)`` is a host-known shape, so counting costs no sync.
+        """
+        if inputs is None:
+            inputs = self.augment(idx)
+        self.forwards += int(idx.shape[0])
+        with torch.no_grad():
+            return self.score_fn(inputs, self.labels[idx]).float()
+
+    def features(self, kind: str = "pixels") -> Tensor:
+        """Per-example feature matrix (n_train, d), built once and cached on the device.
+
+        ``pixels``: the normalised, un-augmented image flattened; ``pooled``: 4x4 average
+        pooled image flattened; ``label``: one-hot class; ``pooled+label``: both.
+        """
+        if kind not in FEATURE_KINDS:
+            raise ValueError(f"unknown features {kind!r}; choose one of {', '.join(FEATURE_KINDS)}")
+        if kind not in self._features:
+            self._features[kind] = self._build_features(kind)
+        return self._features[kind]
+
+    def _build_features(self, kind: str) -> Tensor:
+        parts = []
+        if kind in ("pixels", "pooled", "pooled+label"):
+            if self.images_fn is None:
+                raise ValueError(f"features={kind!r} needs images: give StepContext an images_fn")
+            images = self.images_fn().float()
+            if kind != "pixels":
+                images = torch.nn.functional.avg_pool2d(images, kernel_size=4)
+            parts.append(images.reshape(images.shape[0], -1))
+        if kind in ("label", "pooled+label"):
+            parts.append(torch.nn.functional.one_hot(self.labels, self.num_classes).float())
+        return torch.cat(parts, dim=1).to(self.device).contiguous()
+
+
+class Sampler:
+    """Base class: override ``next_batch`` (and ``observe`` if the method learns).
+
+    Subclasses keep all their state in tensors/ints listed by ``state_dict`` so that a
+    checkpoint taken at any step resumes identically.
+    """
+
+    #: name in the registry (set by ``@register``)
+    name: str = ""
+    #: True for samplers whose ``bank_size`` may be swept by a matrix bank axis.
+    has_bank: bool = False
+
+    def start_epoch(self, epoch: int, ctx: StepContext) -> None:
+        """Called before the first ``next_batch`` of every epoch (epochs count from 1)."""
+
+    def next_batch(self, ctx: StepContext) -> Batch:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def observe(self, idx: Tensor, losses: Tensor, p_true: Tensor) -> None:
+        """Training losses and true-class probabilities of the batch just trained on."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    def epoch_metrics(self) -> dict[str, float]:
+        """Extra ``epochs.csv`` columns for the epoch that just ended (may sync: once/epoch)."""
+        return {}

@@ -1,0 +1,40 @@
+"""Uniform sampling: the paper's "SGD" and "Adam" baselines (with that optimiser).
+
+Each epoch is a fresh random permutation cut into consecutive batches of b; the last
+partial batch is dropped so every sampler makes ``n_train // b`` steps per epoch.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .base import Batch, Sampler, StepContext
+from .registry import register
+
+
+@register("uniform")
+class Uniform(Sampler):
+    def __init__(self) -> None:
+        self._perm: Tensor | None = None
+        self._pos = 0
+
+    def start_epoch(self, epoch: int, ctx: StepContext) -> None:
+        self._perm = torch.randperm(ctx.n_train, generator=ctx.generator, device=ctx.device)
+        self._pos = 0
+
+    def next_batch(self, ctx: StepContext) -> Batch:
+        assert self._perm is not None, "start_epoch must be called before next_batch"
+        b = ctx.batch_size
+        if self._pos + b > ctx.n_train:  # more steps than one pass: start a new permutation
+            self.start_epoch(-1, ctx)
+        idx = self._perm[self._pos:self._pos + b]
+        self._pos += b
+        return Batch(idx=idx)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"perm": self._perm, "pos": self._pos}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._perm, self._pos = state["perm"], state["pos"]
