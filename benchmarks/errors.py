@@ -1,0 +1,19 @@
+"""The one exception type that means "the user's input is wrong".
+
+The CLI prints its message on one line (no traceback) and exits with code 2. Raise it
+*before* touching anything on disk, so that bad input never loses data.
+"""
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Bad input: message says what is wrong and how to fix it."""
+
+    def __init__(self, *problems: str) -> None:
+        self.problems = [p for p in problems if p]
+        super().__init__("; ".join(self.problems))
+
+    def __str__(self) -> str:
+        if len(self.problems) <= 1:
+            return self.problems[0] if self.problems else "invalid input"
+        return f"{len(self.problems)} problems:\n" + "\n".join(f"  {p}" for p in self.problems)
