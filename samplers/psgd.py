@@ -1,0 +1,125 @@
+"""p-SGD and c-SGD (Chang et al. 2017, "Active Bias", as implemented by Arazo et al. 2021).
+
+Both keep, for every training example, the running mean ``s_i`` of ``1 - p_i[y_i]`` over
+every time it was trained on (``p`` from the training forward itself, so no extra pass).
+At each epoch start they turn ``s`` into sampling probabilities and draw the whole epoch's
+``n_train // b * b`` indices at once, served in consecutive chunks of b:
+
+- unseen examples get ``max(s)`` over the seen ones (1 if nothing was seen yet), so a new
+  example is treated as at least as useful as the most uncertain one;
+- ``q = s`` (p-SGD: prefer badly-predicted examples) or ``q = s (1 - s)`` (c-SGD: prefer
+  uncertain ones; here ``s(1-s)`` is the variance proxy of a Bernoulli with mean ``s``);
+- ``q <- q + mean(q)`` smooths, so no example's probability is ever far below average;
+- ``P = q / sum(q)`` (uniform if ``q`` is all zero), drawn with ``torch.multinomial``.
+
+``replacement: true`` is the default: without replacement and a full-epoch budget the draw
+would be (nearly) a plain permutation, i.e. uniform sampling in a different order.
+
+Running sums use ``index_add_``, so an example drawn twice in a batch counts twice. On
+CUDA that is an atomic float add whose summation order may vary between runs (enable
+``torch.use_deterministic_algorithms`` for bit-identical GPU runs); on CPU it is exact.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from torch import Tensor
+
+from .base import Batch, Sampler, StepContext
+from .registry import register
+
+
+class RunningMeanSampler(Sampler):
+    """Shared machinery; subclasses only say how running means become weights ``q``."""
+
+    def __init__(self, replacement: bool = True) -> None:
+        if not isinstance(replacement, bool):
+            raise ValueError(f"replacement must be true or false, got {replacement!r}")
+        self.replacement = replacement
+        self._sums: Optional[Tensor] = None     # sum of (1 - p_true) per example
+        self._counts: Optional[Tensor] = None   # times trained on
+        self._order: Optional[Tensor] = None    # this epoch's drawn indices
+        self._pos = 0
+        self._ess: Optional[Tensor] = None      # effective sample size of P / n
+
+    def weights(self, s: Tensor) -> Tensor:  # pragma: no cover - interface
+        """Unnormalised sampling weights ``q`` from running means ``s`` (all filled in)."""
+        raise NotImplementedError
+
+    def running_means(self) -> Tensor:
+        """``s`` with unseen examples set to max over seen (1 if none seen)."""
+        assert self._sums is not None and self._counts is not None
+        seen = self._counts > 0
+        s = self._sums / self._counts.clamp(min=1)
+        fill = torch.where(seen, s, torch.full_like(s, -float("inf"))).max()
+        fill = torch.where(torch.isfinite(fill), fill, torch.ones_like(fill))
+        return torch.where(seen, s, fill)
+
+    def probabilities(self) -> Tensor:
+        """``P`` of the next epoch's draw (no sync)."""
+        q = self.weights(self.running_means())
+        q = q + q.mean()
+        total = q.sum()
+        return torch.where(total > 0, q / total, torch.full_like(q, 1.0 / q.shape[0]))
+
+    def start_epoch(self, epoch: int, ctx: StepContext) -> None:
+        if self._sums is None:
+            self._sums = torch.zeros(ctx.n_train, dtype=torch.float32, device=ctx.device)
+            self._counts = torch.zeros(ctx.n_train, dtype=torch.float32, device=ctx.device)
+        self._draw(ctx)
+
+    def _draw(self, ctx: StepContext) -> None:
+        p = self.probabilities()
+        self._ess = 1.0 / (p * p).sum() / p.shape[0]
+        n_draw = ctx.n_train // ctx.batch_size * ctx.batch_size
+        self._order = torch.multinomial(p, n_draw, replacement=self.replacement,
+                                        generator=ctx.generator)
+        self._pos = 0
+
+    def next_batch(self, ctx: StepContext) -> Batch:
+        if self._order is None:
+            raise RuntimeError("start_epoch must be called before next_batch")
+        b = ctx.batch_size
+        if self._pos + b > self._order.shape[0]:  # more steps than one epoch: draw again
+            self._draw(ctx)
+        idx = self._order[self._pos:self._pos + b]
+        self._pos += b
+        return Batch(idx=idx)
+
+    def observe(self, idx: Tensor, losses: Tensor, p_true: Tensor) -> None:
+        if self._sums is None or self._counts is None:
+            raise RuntimeError("start_epoch must be called before observe")
+        self._sums.index_add_(0, idx, (1.0 - p_true).to(self._sums.dtype))
+        self._counts.index_add_(0, idx, torch.ones_like(self._counts[:1]).expand(idx.shape[0]))
+
+    def epoch_metrics(self) -> dict[str, float]:
+        """``psgd_ess_frac``: effective sample size 1/sum(P^2) of this epoch's P, over n
+        (1 = uniform; small = the draw concentrates on few examples)."""
+        return {} if self._ess is None else {"psgd_ess_frac": float(self._ess)}
+
+    def state_dict(self) -> dict[str, Any]:
+        def clone(t: Optional[Tensor]) -> Optional[Tensor]:
+            return None if t is None else t.detach().clone()
+        return {"sums": clone(self._sums), "counts": clone(self._counts),
+                "order": clone(self._order), "pos": self._pos, "ess": clone(self._ess)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._sums, self._counts = state["sums"], state["counts"]
+        self._order, self._pos, self._ess = state["order"], int(state["pos"]), state["ess"]
+
+
+@register("p_sgd")
+class PSGD(RunningMeanSampler):
+    """Prefer examples the model gets wrong: ``q = s``. Param ``replacement`` (true)."""
+
+    def weights(self, s: Tensor) -> Tensor:
+        return s
+
+
+@register("c_sgd")
+class CSGD(RunningMeanSampler):
+    """Prefer uncertain examples: ``q = s (1 - s)``. Param ``replacement`` (true)."""
+
+    def weights(self, s: Tensor) -> Tensor:
+        return s * (1.0 - s)
