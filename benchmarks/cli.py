@@ -1,0 +1,204 @@
+"""``python -m benchmarks run MATRIX ...`` (DESIGN §8).
+
+Exit codes: 0 every run of the matrix (or shard) is done; 1 some run failed, diverged or
+was left to another runner; 2 bad input (one line per problem, no traceback, nothing
+started).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+
+CPU_GUARD_SECONDS = 2 * 3600
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks",
+                                 description="IMPON importance-sampling benchmark runner")
+    sub = ap.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run (or resume) every run of a matrix")
+    r.add_argument("matrix", help="matrix name (benchmarks/matrices/NAME.yaml) or a YAML path")
+    r.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a RunSpec key for every run, e.g. --set epochs=2 --set model.width=0.25")
+    r.add_argument("--data-root", default=os.environ.get("DATA_ROOT", "data"),
+                   help="where datasets live / are downloaded (default: $DATA_ROOT or ./data)")
+    dl = r.add_mutually_exclusive_group()
+    dl.add_argument("--download", dest="download", action="store_true", default=True,
+                    help="download missing built-in datasets (default)")
+    dl.add_argument("--no-download", dest="download", action="store_false",
+                    help="never download; a missing dataset is an error")
+    r.add_argument("--device", default=os.environ.get("DEVICE", "auto"),
+                   help="cpu, cuda, cuda:N or auto (default: cuda if available)")
+    r.add_argument("--results", default="results", help="results root (default: ./results)")
+    r.add_argument("--jobs", type=int, default=1,
+                   help="parallel runs (processes), round-robin over visible GPUs; several per GPU is fine")
+    r.add_argument("--shard", default=None, metavar="i/n", help="only runs i, i+n, i+2n, ... (0-based)")
+    r.add_argument("--launcher", choices=("local", "slurm"), default="local")
+    r.add_argument("--dry-run", action="store_true", help="list runs, what is done, and a cost estimate")
+    r.add_argument("--yes", action="store_true", help="run even if estimated > 2 h on CPU")
+    s = r.add_argument_group("SLURM (--launcher slurm)")
+    s.add_argument("--partition", default=None)
+    s.add_argument("--time", dest="time_min", type=int, default=240, help="minutes per run")
+    s.add_argument("--gpus", dest="gpus_per_task", type=int, default=1)
+    s.add_argument("--cpus", dest="cpus_per_task", type=int, default=8)
+    s.add_argument("--mem-gb", type=int, default=32)
+    s.add_argument("--array-parallelism", type=int, default=64)
+    s.add_argument("--wait", action="store_true", help="wait for the SLURM array to finish")
+    s.add_argument("--slurm-cluster", default=None, help=argparse.SUPPRESS)  # "local" in tests
+    return ap
+
+
+def preflight(specs: list, args: argparse.Namespace) -> None:
+    """Everything that can be checked before training starts: data present and readable,
+    batch sizes that fit, a writable results folder. Raises UserError listing problems."""
+    from . import io
+    from .data import load_splits
+
+    problems: list[str] = []
+    why = io.check_writable(Path(args.results))
+    if why:
+        problems.append(f"--results {args.results}: {why}; choose a writable folder with --results DIR")
+    seen: dict[tuple, Any] = {}
+    for spec in specs:
+        key = (spec["dataset"], repr(spec["subset"]))
+        if key not in seen:
+            try:
+                seen[key] = load_splits(spec["dataset"], args.data_root, args.download, spec["subset"])[2]
+            except UserError as e:
+                seen[key] = None
+                problems += e.problems
+        info = seen[key]
+        if info is not None and spec["batch_size"] > info.n_train:
+            problems.append(f"batch_size: {spec['batch_size']} is larger than the training set of "
+                            f"{spec['dataset']} ({info.n_train}); lower it with --set batch_size=N")
+    if problems:
+        raise UserError(*dict.fromkeys(problems))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from . import estimate, matrix, runner
+    from .config import parse_set
+    from .train import resolve_device
+
+    if args.jobs < 1:
+        raise UserError(f"--jobs {args.jobs}: must be >= 1")
+    mat = matrix.load(args.matrix, parse_set(args.sets))
+    specs = runner.shard(list(mat.runs), args.shard)
+    device = str(resolve_device(args.device))
+    opts = runner.RunOptions(results=args.results, data_root=args.data_root,
+                             download=args.download, device=args.device,
+                             progress=runner.is_tty() and args.jobs == 1)
+    statuses = {s.run_id: runner.read_status(runner.run_dir(opts, s)) for s in specs}
+    done = sum(1 for v in statuses.values() if v in runner.FINISHED)
+    pending = [s for s in specs if statuses[s.run_id] not in runner.FINISHED]
+    where = f"{args.results}/{mat.name}/"
+
+    if args.dry_run:
+        est = estimate.describe(pending, device, args.data_root)
+        print(f"matrix {mat.name}: {len(specs)} runs ({done} done, {len(pending)} to run) -> {where}")
+        for s in specs:
+            secs = est["per_run"].get(s.run_id)
+            cost = estimate.format_seconds(secs) if secs is not None else ("-" if s not in pending else "?")
+            print(f"  {statuses[s.run_id]:<9} {cost:>8}  {s.run_id}")
+        unknown = f" ({est['unknown']} runs of unknown size)" if est["unknown"] else ""
+        print(f"estimated cost of the runs to do: {estimate.format_seconds(est['total'])} "
+              f"on {device} with 1 job{unknown} (measured step time on this device)")
+        return 0
+
+    if not pending:
+        print(f"matrix {mat.name}: all {len(specs)} runs already finished in {where}")
+        return _exit_code(specs, opts)
+    preflight(pending, args)
+    if device == "cpu" and not args.yes:
+        total = estimate.describe(pending, device, args.data_root)["total"]
+        if total > CPU_GUARD_SECONDS:
+            raise UserError(f"matrix {mat.name}: {len(pending)} runs estimated at "
+                            f"{estimate.format_seconds(total)} on this CPU; pass --yes to run anyway, "
+                            "or try `make smoke` or the cpu_mini matrix (minutes to an hour on CPU)")
+
+    if args.launcher == "slurm":
+        slurm = runner.SlurmOptions(partition=args.partition, time_min=args.time_min,
+                                    gpus_per_task=args.gpus_per_task, cpus_per_task=args.cpus_per_task,
+                                    mem_gb=args.mem_gb, array_parallelism=args.array_parallelism,
+                                    cluster=args.slurm_cluster, wait=args.wait)
+        opts = runner.RunOptions(**{**opts.__dict__, "progress": False})
+        jobs = runner.run_slurm(pending, opts, slurm, Path(args.results) / mat.name / ".submitit")
+        print(f"submitted {len(jobs)} runs of {mat.name} as job array {jobs[0].job_id.split('_')[0]} "
+              f"(logs in {args.results}/{mat.name}/.submitit); re-run with --dry-run to see progress")
+        if not args.wait:
+            return 0
+        for job in jobs:
+            job.result()
+        return _exit_code(specs, opts)
+
+    _run_with_progress(mat.name, pending, opts, args.jobs, done, len(specs))
+    return _exit_code(specs, opts)
+
+
+def _run_with_progress(name: str, pending: list, opts: Any, jobs: int, done: int, total: int) -> None:
+    from tqdm import tqdm
+
+    from . import runner
+
+    quiet = not runner.is_tty()
+    bar = tqdm(total=total, initial=done, desc=f"{name}", unit="run", disable=quiet, position=0)
+    run_bar: dict[str, Any] = {}
+    finished = [done]
+
+    def on_epoch(epoch: int, row: dict[str, Any]) -> None:
+        b = run_bar.get("bar")
+        if b is not None:
+            b.n = epoch
+            b.set_postfix(loss=f"{row.get('train_loss', float('nan')):.3f}", acc=f"{row['test_acc']:.3f}")
+            b.refresh()
+
+    def on_done(out: Any) -> None:
+        bar.update(1)
+        finished[0] += 1
+        line = f"[{finished[0]}/{total}] {out.run_id}: {out.status}"
+        if out.error:
+            line += f" ({out.error.splitlines()[0]})"
+        if quiet:
+            print(line, flush=True)
+        else:
+            bar.write(line)
+
+    if jobs == 1 and not quiet:
+        for spec in pending:
+            run_bar["bar"] = tqdm(total=spec["epochs"], desc=spec.run_id[:40], unit="ep", leave=False,
+                                  position=1)
+            out = runner.execute(spec, opts, on_epoch=on_epoch)
+            run_bar["bar"].close()
+            on_done(out)
+    else:
+        runner.run_local(pending, opts, jobs=jobs, on_done=on_done)
+    bar.close()
+
+
+def _exit_code(specs: list, opts: Any) -> int:
+    from . import runner
+
+    statuses = [runner.read_status(runner.run_dir(opts, s)) for s in specs]
+    counts = {k: statuses.count(k) for k in sorted(set(statuses))}
+    print("status: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    return 0 if all(s == "done" for s in statuses) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished runs are kept; run the same command again to resume",
+              file=sys.stderr)
+        return 130
+    return 2

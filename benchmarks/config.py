@@ -1,0 +1,291 @@
+"""RunSpec: the frozen, fully-resolved description of one training run, and its schema.
+
+Why a schema with defaults here (and not scattered ``cfg.get(key, default)`` calls): every
+hyperparameter of a run is visible in one place, written into ``config.yaml``, and part
+of the run's hash, so two runs with the same id are guaranteed to be the same experiment.
+
+Merging rule (used by matrix defaults, arms and ``--set``): sections are deep-merged, except
+that a section whose ``name`` changes (``optimizer``, ``schedule``, ``sampler``, ``model``)
+is *replaced*: switching SGD -> Adam must not silently carry SGD's momentum along.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import samplers
+
+from .errors import UserError
+
+REQUIRED = object()  # marker: key has no default
+
+# Top-level keys: (type, default). Sections with a ``name`` have per-name schemas below.
+TOP_LEVEL: dict[str, tuple[Any, Any]] = {
+    "matrix": (str, "adhoc"),
+    "arm": (str, None),            # defaults to the sampler name
+    "dataset": (str, REQUIRED),    # cifar10 | cifar100 | svhn | a prepared dataset name
+    "seed": (int, 0),
+    "epochs": (int, 30),
+    "batch_size": (int, 128),
+    "eval_batch_size": (int, 1024),
+    "channels_last": (bool, True),  # CUDA only; ignored on CPU
+    "amp": (str, "off"),            # off | bf16 (CUDA only)
+    "compile": (bool, False),       # torch.compile the model (CUDA only)
+}
+
+SUBSET: dict[str, tuple[Any, Any]] = {
+    "train": ((int, type(None)), None),
+    "test": ((int, type(None)), None),
+    "seed": (int, 0),   # independent of the run seed: every seed sees the same examples
+}
+
+AUGMENT: dict[str, tuple[Any, Any]] = {
+    "crop_padding": (int, 4),
+    "flip": ((bool, str), "auto"),  # auto = no flip for svhn (digits), flip otherwise
+}
+
+MODELS: dict[str, dict[str, tuple[Any, Any]]] = {
+    "resnet18": {"width": (float, 1.0)},
+}
+
+OPTIMIZERS: dict[str, dict[str, tuple[Any, Any]]] = {
+    "sgd": {"lr": (float, 0.1), "momentum": (float, 0.9), "nesterov": (bool, False),
+            "weight_decay": (float, 5.0e-4)},
+    "adam": {"lr": (float, 1.0e-3), "betas": (list, [0.9, 0.999]), "eps": (float, 1.0e-8),
+             "weight_decay": (float, 0.0)},
+}
+
+SCHEDULES: dict[str, dict[str, tuple[Any, Any]]] = {
+    "constant": {},
+    "linear": {"final_lr": (float, 0.0)},            # per iteration, to final_lr at the last step
+    "cosine": {"final_lr": (float, 0.0)},            # per iteration, half cosine
+    "step": {"milestones": (list, []), "gamma": (float, 0.1)},  # milestones in epochs
+}
+
+AMP_CHOICES = ("off", "bf16")
+NAMED_SECTIONS = {"model": MODELS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES}
+SECTION_DEFAULT_NAME = {"model": "resnet18", "optimizer": "sgd", "schedule": "constant",
+                        "sampler": "uniform"}
+ALL_KEYS = sorted([*TOP_LEVEL, "subset", "augment", *NAMED_SECTIONS, "sampler"])
+
+
+def _did_you_mean(key: str, options: list[str]) -> str:
+    hint = difflib.get_close_matches(key, options, n=1)
+    return f" (did you mean {hint[0]}?)" if hint else ""
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``override`` on top of ``base`` (see module docstring for the named-section rule)."""
+    out = copy.deepcopy(dict(base))
+    for key, val in override.items():
+        cur = out.get(key)
+        if isinstance(val, Mapping) and isinstance(cur, Mapping):
+            if "name" in val and "name" in cur and val["name"] != cur["name"]:
+                out[key] = copy.deepcopy(dict(val))
+            else:
+                out[key] = deep_merge(cur, val)
+        else:
+            out[key] = copy.deepcopy(val)
+    return out
+
+
+def _coerce(value: Any, typ: Any, path: str, problems: list[str]) -> Any:
+    """Check ``value`` against ``typ``; ints are floats, and '1e-3' strings (YAML 1.1 reads
+    exponents without a dot as strings) are accepted as floats."""
+    types = typ if isinstance(typ, tuple) else (typ,)
+    if float in types and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if float in types and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) and bool not in types:
+        problems.append(f"{path}: expected {'/'.join(t.__name__ for t in types)}, got {value!r}")
+        return value
+    if isinstance(value, types):
+        return value
+    problems.append(f"{path}: expected {'/'.join(t.__name__ for t in types)}, got {value!r}")
+    return value
+
+
+def _check_section(given: Any, schema: Mapping[str, tuple[Any, Any]], path: str,
+                   problems: list[str], allow: tuple[str, ...] = ()) -> dict[str, Any]:
+    if not isinstance(given, Mapping):
+        problems.append(f"{path}: expected a mapping, got {given!r}")
+        return {}
+    out: dict[str, Any] = {}
+    for key, val in given.items():
+        if key in allow:
+            out[key] = val
+            continue
+        if key not in schema:
+            problems.append(f"{path}.{key}: unknown key{_did_you_mean(key, list(schema))}")
+            continue
+        out[key] = _coerce(val, schema[key][0], f"{path}.{key}", problems)
+    for key, (_, default) in schema.items():
+        if key not in out:
+            if default is REQUIRED:
+                problems.append(f"{path}.{key}: required")
+            else:
+                out[key] = copy.deepcopy(default)
+    return out
+
+
+def _check_named(given: Any, kind: str, table: Mapping[str, Mapping[str, tuple[Any, Any]]],
+                 path: str, problems: list[str]) -> dict[str, Any]:
+    if not isinstance(given, Mapping):
+        problems.append(f"{path}: expected a mapping with a name, got {given!r}")
+        return {}
+    name = given.get("name", SECTION_DEFAULT_NAME[kind])
+    if name not in table:
+        problems.append(f"{path}.name: unknown {kind} {name!r}{_did_you_mean(str(name), list(table))}; "
+                        f"choose one of {', '.join(table)}")
+        return dict(given)
+    rest = {k: v for k, v in given.items() if k != "name"}
+    return {"name": name, **_check_section(rest, table[name], path, problems)}
+
+
+def _check_sampler(given: Any, path: str, problems: list[str]) -> dict[str, Any]:
+    if not isinstance(given, Mapping):
+        problems.append(f"{path}: expected a mapping with a name, got {given!r}")
+        return {}
+    name = given.get("name", "uniform")
+    try:
+        defaults = samplers.params(name)
+    except samplers.SamplerConfigError as e:
+        problems.append(f"{path}.name: {e}")
+        return dict(given)
+    out: dict[str, Any] = {"name": name}
+    for key, val in given.items():
+        if key == "name":
+            continue
+        if key not in defaults:
+            problems.append(f"{path}.{key}: unknown key{_did_you_mean(key, list(defaults))}; "
+                            f"sampler {name!r} takes: {', '.join(defaults) or 'no parameters'}")
+            continue
+        default = defaults[key]
+        if isinstance(default, float):
+            val = _coerce(val, float, f"{path}.{key}", problems)
+        elif default is not None and not isinstance(val, type(default)):
+            problems.append(f"{path}.{key}: expected {type(default).__name__}, got {val!r}")
+        out[key] = val
+    for key, default in defaults.items():
+        out.setdefault(key, default)
+    return out
+
+
+def resolve(raw: Mapping[str, Any], path: str = "") -> dict[str, Any]:
+    """Validate ``raw`` and fill every default; raise UserError listing *all* problems."""
+    problems: list[str] = []
+    p = (lambda k: f"{path}.{k}" if path else k)
+    if not isinstance(raw, Mapping):
+        raise UserError(f"{path or 'run'}: expected a mapping, got {raw!r}")
+    out: dict[str, Any] = {}
+    for key, val in raw.items():
+        if key not in ALL_KEYS:
+            problems.append(f"{p(key)}: unknown key{_did_you_mean(key, ALL_KEYS)}")
+        elif key in TOP_LEVEL:
+            out[key] = _coerce(val, TOP_LEVEL[key][0], p(key), problems)
+    for key, (_, default) in TOP_LEVEL.items():
+        if key not in out:
+            if default is REQUIRED and key not in raw:
+                problems.append(f"{p(key)}: required")
+            else:
+                out[key] = default
+    out["subset"] = (None if raw.get("subset") is None
+                     else _check_section(raw["subset"], SUBSET, p("subset"), problems))
+    out["augment"] = _check_section(raw.get("augment", {}), AUGMENT, p("augment"), problems)
+    for section, table in NAMED_SECTIONS.items():
+        out[section] = _check_named(raw.get(section, {}), section, table, p(section), problems)
+    out["sampler"] = _check_sampler(raw.get("sampler", {}), p("sampler"), problems)
+    if out.get("arm") is None and isinstance(out["sampler"], Mapping):
+        out["arm"] = out["sampler"].get("name")
+
+    # Cross-field rules that a type check cannot see.
+    for key in ("epochs", "batch_size", "eval_batch_size"):
+        if isinstance(out.get(key), int) and out[key] < 1:
+            problems.append(f"{p(key)}: must be >= 1, got {out[key]}")
+    if out.get("amp") not in AMP_CHOICES:
+        problems.append(f"{p('amp')}: expected one of {', '.join(AMP_CHOICES)}, got {out.get('amp')!r}")
+    flip = out["augment"].get("flip")
+    if isinstance(flip, str) and flip != "auto":
+        problems.append(f"{p('augment.flip')}: expected true, false or auto, got {flip!r}")
+    opt = out["optimizer"]
+    if isinstance(opt.get("lr"), float) and opt["lr"] <= 0:
+        problems.append(f"{p('optimizer.lr')}: must be > 0, got {opt['lr']}")
+    bank = out["sampler"].get("bank_size")
+    if isinstance(bank, int) and isinstance(out.get("batch_size"), int) and bank < out["batch_size"]:
+        problems.append(f"{p('sampler.bank_size')}: bank of {bank} is smaller than the batch "
+                        f"({out['batch_size']}); use bank_size >= batch_size")
+    if problems:
+        raise UserError(*problems)
+    return out
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run, fully resolved. Build with ``RunSpec.from_dict`` (validates)."""
+
+    config: Mapping[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], path: str = "") -> "RunSpec":
+        return cls(resolve(raw, path))
+
+    def __getitem__(self, key: str) -> Any:
+        return self.config[key]
+
+    def get(self, dotted: str, default: Any = None) -> Any:
+        cur: Any = self.config
+        for part in dotted.split("."):
+            if not isinstance(cur, Mapping) or part not in cur:
+                return default
+            cur = cur[part]
+        return cur
+
+    def to_dict(self) -> dict[str, Any]:
+        return copy.deepcopy(dict(self.config))
+
+    @property
+    def hash(self) -> str:
+        """Short hash of everything that defines the experiment (not the matrix name)."""
+        body = {k: v for k, v in self.config.items() if k != "matrix"}
+        canon = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canon.encode()).hexdigest()[:8]
+
+    @property
+    def run_id(self) -> str:
+        """Readable + hash: ``cifar10-impon-bank200-seed0-1a2b3c4d``."""
+        parts = [self.config["dataset"], self.config["arm"]]
+        bank = self.config["sampler"].get("bank_size")
+        if bank is not None:
+            parts.append(f"bank{bank}")
+        parts.append(f"seed{self.config['seed']}")
+        safe = "-".join(str(x) for x in parts).replace("/", "_").replace(" ", "_")
+        return f"{safe}-{self.hash}"
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """``["epochs=2", "model.width=0.25"]`` -> nested override dict (values parsed as YAML)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. --set epochs=2")
+        key, _, val = item.partition("=")
+        try:
+            value = yaml.safe_load(val)
+        except yaml.YAMLError:
+            value = val
+        cur = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            cur = cur.setdefault(part, {})
+        cur[parts[-1]] = value
+    return out

@@ -1,0 +1,201 @@
+"""Matrix files (DESIGN §3): ``defaults`` + ``grid`` axes -> the list of RunSpecs.
+
+Validation reports *every* problem at once, each with the path where the user wrote the
+offending key (``grid.arm[3].sampler.bank_sise: unknown key (did you mean bank_size?)``),
+before anything runs.
+
+Grid axes: ``dataset``, ``seed``, ``arm`` (named bundles of overrides: the sampler axis),
+``bank_size`` (sets ``sampler.bank_size``; only for samplers with a bank) and any other
+RunSpec key, dotted for nested ones (``model.width: [0.25, 0.5]``). The run list is the
+cartesian product, in axis order dataset, arm, bank_size, other axes, seed.
+"""
+from __future__ import annotations
+
+import difflib
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+import samplers
+
+from .config import ALL_KEYS, RunSpec, deep_merge, resolve
+from .errors import UserError
+
+MATRIX_DIR = Path(__file__).resolve().parent / "matrices"
+MATRIX_KEYS = ("name", "description", "defaults", "grid")
+ORDER = ("dataset", "arm", "bank_size")
+
+
+@dataclass(frozen=True)
+class Matrix:
+    name: str
+    description: str
+    path: Path
+    runs: tuple[RunSpec, ...]
+
+
+def find(matrix: str) -> Path:
+    """A path to a YAML file, or the name of one in ``benchmarks/matrices``."""
+    p = Path(matrix)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        if not p.is_file():
+            raise UserError(f"{matrix}: no such matrix file")
+        return p
+    candidate = MATRIX_DIR / f"{matrix}.yaml"
+    if candidate.is_file():
+        return candidate
+    names = sorted(q.stem for q in MATRIX_DIR.glob("*.yaml"))
+    hint = difflib.get_close_matches(matrix, names, n=1)
+    extra = f" (did you mean {hint[0]}?)" if hint else ""
+    raise UserError(f"{matrix}: unknown matrix{extra}; give a YAML path or one of: {', '.join(names)}")
+
+
+def _nested(dotted: str, value: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    cur = out
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        cur = cur.setdefault(part, {})
+    cur[parts[-1]] = value
+    return out
+
+
+def _has_path(tree: Any, dotted: str) -> bool:
+    cur = tree
+    for part in dotted.split("."):
+        if not isinstance(cur, Mapping) or part not in cur:
+            return False
+        cur = cur[part]
+    return True
+
+
+def _attribute(problem: str, sources: list[tuple[str, Mapping[str, Any]]]) -> str:
+    """Rewrite ``path: msg`` so that path points into the source that wrote the key."""
+    path, sep, msg = problem.partition(": ")
+    if not sep:
+        return problem
+    key = path
+    while key:
+        for label, tree in sources:
+            if _has_path(tree, key):
+                return f"{label}.{path}: {msg}" if label else f"{path}: {msg}"
+        key = key.rpartition(".")[0]
+    return f"{sources[-1][0]}.{path}: {msg}" if sources and sources[-1][0] else problem
+
+
+def load(matrix: str, overrides: Mapping[str, Any] | None = None) -> Matrix:
+    """Read, validate and expand a matrix; UserError lists every problem."""
+    path = find(matrix)
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise UserError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(doc, Mapping):
+        raise UserError(f"{path}: expected a mapping with keys {', '.join(MATRIX_KEYS)}")
+    problems: list[str] = []
+    for key in doc:
+        if key not in MATRIX_KEYS:
+            hint = difflib.get_close_matches(str(key), MATRIX_KEYS, n=1)
+            problems.append(f"{key}: unknown key" + (f" (did you mean {hint[0]}?)" if hint else "")
+                            + f"; a matrix has {', '.join(MATRIX_KEYS)}")
+    name = doc.get("name") or path.stem
+    defaults = doc.get("defaults") or {}
+    grid = doc.get("grid") or {}
+    overrides = dict(overrides or {})
+    if not isinstance(defaults, Mapping):
+        problems.append("defaults: expected a mapping")
+        defaults = {}
+    if not isinstance(grid, Mapping):
+        problems.append("grid: expected a mapping of axis -> list of values")
+        grid = {}
+
+    axes: dict[str, list[Any]] = {}
+    for axis, values in grid.items():
+        if not isinstance(values, list) or not values:
+            problems.append(f"grid.{axis}: expected a non-empty list")
+            continue
+        root = str(axis).split(".")[0]
+        if axis not in ("arm", "bank_size") and root not in ALL_KEYS:
+            hint = difflib.get_close_matches(root, [*ALL_KEYS, "bank_size"], n=1)
+            problems.append(f"grid.{axis}: unknown axis" + (f" (did you mean {hint[0]}?)" if hint else ""))
+            continue
+        axes[str(axis)] = values
+    arms: list[Mapping[str, Any]] = []
+    for i, arm in enumerate(axes.get("arm", [{}])):
+        if not isinstance(arm, Mapping) or not arm.get("name"):
+            problems.append(f"grid.arm[{i}]: expected a mapping with a name, e.g. "
+                            "{name: sgd, sampler: {name: uniform}}")
+            arm = {"name": f"arm{i}"}
+        arms.append(arm)
+    names = [a["name"] for a in arms]
+    for dup in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"grid.arm: name {dup!r} used twice; arm names must be unique")
+    banks = axes.get("bank_size")
+
+    # Validate each arm once (errors attributed to the source), then expand.
+    arm_sources: list[list[tuple[str, Mapping[str, Any]]]] = []
+    for i, arm in enumerate(arms):
+        body = {k: v for k, v in arm.items() if k != "name"}
+        srcs = [("--set", overrides), (f"grid.arm[{i}]", body), ("defaults", defaults)]
+        arm_sources.append(srcs)
+        probe = deep_merge(deep_merge(defaults, body), overrides)
+        probe.setdefault("dataset", (axes.get("dataset") or ["probe"])[0])
+        if banks is not None:
+            sampler_name = probe.get("sampler", {}).get("name", "uniform") \
+                if isinstance(probe.get("sampler"), Mapping) else None
+            try:
+                has_bank = "bank_size" in samplers.params(sampler_name)
+            except samplers.SamplerConfigError:
+                has_bank = True  # the sampler name problem is reported below
+            if not has_bank:
+                problems.append(f"grid.bank_size: crossed with arm {arm['name']!r} (grid.arm[{i}]), "
+                                f"whose sampler {sampler_name!r} has no bank; move bank-less arms "
+                                "to another matrix or drop the bank_size axis")
+                continue
+            probe = deep_merge(probe, {"sampler": {"bank_size": banks[0]}})
+        try:
+            resolve(probe)
+        except UserError as e:
+            for p in e.problems:
+                problems.append(_attribute(p, srcs))
+    if problems:
+        raise UserError(*dict.fromkeys(problems))  # dedupe, keep order
+
+    other = [a for a in axes if a not in (*ORDER, "seed")]
+    runs: list[RunSpec] = []
+    datasets = axes.get("dataset", [None])
+    for ds in datasets:
+        for i, arm in enumerate(arms):
+            body = {k: v for k, v in arm.items() if k != "name"}
+            for bank in (banks or [None]):
+                for combo in itertools.product(*(axes[a] for a in other)):
+                    for seed in axes.get("seed", [None]):
+                        raw = deep_merge(defaults, body)
+                        for axis, value in zip(other, combo):
+                            raw = deep_merge(raw, _nested(axis, value))
+                        if bank is not None:
+                            raw = deep_merge(raw, {"sampler": {"bank_size": bank}})
+                        raw = deep_merge(raw, overrides)
+                        if ds is not None:
+                            raw["dataset"] = ds
+                        if seed is not None:
+                            raw["seed"] = seed
+                        raw["arm"] = arm.get("name", raw.get("arm"))
+                        raw["matrix"] = name
+                        try:
+                            runs.append(RunSpec.from_dict(raw))
+                        except UserError as e:
+                            problems += [_attribute(p, [("grid", {"dataset": ds, "seed": seed,
+                                                                  **{a: v for a, v in zip(other, combo)}}),
+                                                        *arm_sources[i]]) for p in e.problems]
+    if problems:
+        raise UserError(*dict.fromkeys(problems))
+    ids = [r.run_id for r in runs]
+    dups = sorted({x for x in ids if ids.count(x) > 1})
+    if dups:
+        raise UserError(f"grid: {len(dups)} run(s) appear twice with identical settings "
+                        f"(e.g. {dups[0]}); remove the duplicate axis values")
+    return Matrix(name=name, description=str(doc.get("description", "")), path=path, runs=tuple(runs))

@@ -1,0 +1,232 @@
+"""Runs the RunSpecs of a matrix: skip done, resume partial, one lock per run, isolate failures.
+
+Policy (what a re-invocation does with each run folder):
+- ``done`` or ``diverged``: finished; skipped (a diverged run would diverge again: it is a
+  result, recorded in run.json, and the plots report it).
+- ``running`` with its lock held: another runner (local or a SLURM task) is training it;
+  skipped by this runner.
+- anything else (no folder, ``failed``, ``running`` without a lock = killed): trained,
+  resuming from its last epoch checkpoint.
+
+Locks are ``fcntl.flock`` locks on ``results/<matrix>/.locks/<run_id>.lock``: the kernel
+releases them when the holder dies (even by SIGKILL), so a crash never leaves a stale lock.
+(On network filesystems flock must be supported; it is on NFSv4 and Lustre with ``flock``.)
+"""
+from __future__ import annotations
+
+import fcntl
+import multiprocessing as mp
+import os
+import sys
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+from . import io
+from .config import RunSpec
+from .errors import UserError
+
+FINISHED = ("done", "diverged")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Where data and results live, and what to train on (picklable: goes to workers/SLURM)."""
+
+    results: str = "results"
+    data_root: str = "data"
+    download: bool = True
+    device: str = "auto"
+    progress: bool = False
+
+
+@dataclass(frozen=True)
+class Outcome:
+    run_id: str
+    status: str           # done | diverged | failed | skipped-locked | skipped-finished
+    error: Optional[str] = None
+    seconds: float = 0.0
+
+
+def run_dir(opts: RunOptions, spec: RunSpec) -> Path:
+    return Path(opts.results) / spec["matrix"] / spec.run_id
+
+
+def read_status(folder: Path) -> str:
+    """``pending`` if never started, else the status in run.json."""
+    path = folder / "run.json"
+    if not path.exists():
+        return "pending"
+    try:
+        return str(io.read_json(path).get("status", "pending"))
+    except (ValueError, OSError):
+        return "pending"
+
+
+@contextmanager
+def run_lock(opts: RunOptions, spec: RunSpec) -> Iterator[bool]:
+    """Yield True if this process now holds the run's lock, False if someone else does."""
+    lock_dir = Path(opts.results) / spec["matrix"] / ".locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_dir / f"{spec.run_id}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()} {os.uname().nodename}\n".encode())
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def execute(spec: RunSpec, opts: RunOptions, device: str | None = None,
+            on_epoch: Callable[[int, dict[str, Any]], None] | None = None) -> Outcome:
+    """Train one run under its lock unless finished; never raises for a failing run."""
+    import time
+
+    from .train import train_one
+
+    folder = run_dir(opts, spec)
+    if read_status(folder) in FINISHED:
+        return Outcome(spec.run_id, "skipped-finished")
+    t0 = time.perf_counter()
+    with run_lock(opts, spec) as mine:
+        if not mine:
+            return Outcome(spec.run_id, "skipped-locked")
+        if read_status(folder) in FINISHED:  # finished while we waited for the lock
+            return Outcome(spec.run_id, "skipped-finished")
+        try:
+            result = train_one(spec, folder, data_root=Path(opts.data_root), download=opts.download,
+                               device=device or opts.device, progress=opts.progress, on_epoch=on_epoch)
+        except KeyboardInterrupt:
+            raise
+        except UserError as e:
+            return Outcome(spec.run_id, "failed", str(e), time.perf_counter() - t0)
+        except Exception as e:  # the matrix goes on; run.json already says failed
+            tb = traceback.format_exc(limit=3)
+            return Outcome(spec.run_id, "failed", f"{type(e).__name__}: {e}\n{tb}",
+                           time.perf_counter() - t0)
+        return Outcome(spec.run_id, result.status, result.error, time.perf_counter() - t0)
+
+
+def execute_dict(spec_dict: dict[str, Any], opts_dict: dict[str, Any]) -> dict[str, Any]:
+    """Picklable entry point for worker processes and SLURM tasks."""
+    spec = RunSpec.from_dict(spec_dict)
+    return asdict(execute(spec, RunOptions(**opts_dict), device=_worker_device()))
+
+
+# --- local pool -----------------------------------------------------------------------------
+_WORKER_DEVICE: str | None = None
+
+
+def _init_worker(counter: Any, devices: list[str]) -> None:
+    """Pin each worker process to one device, round-robin over the visible GPUs."""
+    global _WORKER_DEVICE
+    with counter.get_lock():
+        slot = counter.value
+        counter.value += 1
+    _WORKER_DEVICE = devices[slot % len(devices)] if devices else None
+
+
+def _worker_device() -> str | None:
+    return _WORKER_DEVICE
+
+
+def visible_devices(device: str) -> list[str]:
+    """The devices ``--jobs`` spreads over: every visible GPU for cuda/auto, else cpu."""
+    import torch
+
+    if device in ("auto", "cuda") and torch.cuda.is_available():
+        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    return [device if device != "auto" else "cpu"]
+
+
+def run_local(specs: list[RunSpec], opts: RunOptions, jobs: int = 1,
+              on_done: Callable[[Outcome], None] | None = None,
+              on_epoch: Callable[[int, dict[str, Any]], None] | None = None) -> list[Outcome]:
+    """Train ``specs`` with ``jobs`` processes (in this process when jobs == 1)."""
+    outcomes: list[Outcome] = []
+    if jobs <= 1:
+        for spec in specs:
+            out = execute(spec, opts, on_epoch=on_epoch)
+            outcomes.append(out)
+            if on_done:
+                on_done(out)
+        return outcomes
+    ctx = mp.get_context("spawn")  # CUDA cannot be forked
+    counter = ctx.Value("i", 0)
+    devices = visible_devices(opts.device)
+    opts_dict = asdict(opts)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
+                             initargs=(counter, devices)) as pool:
+        futures = {pool.submit(execute_dict, s.to_dict(), opts_dict): s for s in specs}
+        for fut in as_completed(futures):
+            spec = futures[fut]
+            try:
+                out = Outcome(**fut.result())
+            except Exception as e:  # a worker died (e.g. OOM-killed): record, go on
+                out = Outcome(spec.run_id, "failed", f"worker died: {type(e).__name__}: {e}")
+            outcomes.append(out)
+            if on_done:
+                on_done(out)
+    return outcomes
+
+
+# --- SLURM ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SlurmOptions:
+    partition: Optional[str] = None
+    time_min: int = 240
+    gpus_per_task: int = 1
+    cpus_per_task: int = 8
+    mem_gb: int = 32
+    array_parallelism: int = 64
+    cluster: Optional[str] = None  # None = auto (slurm if sbatch exists); "local" for tests
+    wait: bool = False
+
+
+def run_slurm(specs: list[RunSpec], opts: RunOptions, slurm: SlurmOptions, folder: Path) -> list[Any]:
+    """Submit ``specs`` as one SLURM job array through submitit; returns the jobs.
+
+    Each array task runs ``execute`` (same lock, skip and resume rules as a local runner).
+    """
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=str(folder), cluster=slurm.cluster)
+    params: dict[str, Any] = {"timeout_min": slurm.time_min, "name": f"impon-{specs[0]['matrix']}"}
+    if executor.cluster == "slurm":
+        params.update(slurm_array_parallelism=slurm.array_parallelism,
+                      gpus_per_node=slurm.gpus_per_task, cpus_per_task=slurm.cpus_per_task,
+                      mem_gb=slurm.mem_gb)
+        if slurm.partition:
+            params["slurm_partition"] = slurm.partition
+    executor.update_parameters(**params)
+    opts_dict = asdict(opts)
+    jobs = executor.map_array(execute_dict, [s.to_dict() for s in specs], [opts_dict] * len(specs))
+    return jobs
+
+
+def shard(specs: list[RunSpec], spec_str: str | None) -> list[RunSpec]:
+    """``"i/n"`` (0-based i): every n-th run starting at i; the n shards partition the runs."""
+    if not spec_str:
+        return specs
+    try:
+        i_str, n_str = spec_str.split("/")
+        i, n = int(i_str), int(n_str)
+        assert n >= 1 and 0 <= i < n
+    except (ValueError, AssertionError):
+        raise UserError(f"--shard {spec_str!r}: expected i/n with 0 <= i < n, e.g. --shard 0/4") from None
+    return specs[i::n]
+
+
+def is_tty() -> bool:
+    return sys.stderr.isatty()
