@@ -1,0 +1,515 @@
+"""Datasets for the benchmark: host arrays in, whole splits on the device out.
+
+Why this shape:
+
+* **One in-memory format.** Every dataset ends up as ``x`` uint8 NHWC (N, H, W, 3) and
+  ``y`` int64 (N,) -- the layout of torchvision's ``CIFAR10(...).data`` -- whether it came
+  from torchvision (``cifar10``, ``cifar100``, ``svhn``), from the npz cache the suite writes
+  after the first torchvision load, or from a user's *prepared dataset*
+  (``data_root/<name>/train.npz`` + ``test.npz``). The cache format *is* the prepared format,
+  so there is one reader and one validator.
+* **The whole split lives on the training device as uint8** (CIFAR-10 train is 150 MB) and
+  :class:`DeviceData` normalises and augments batches there with a few vectorised tensor
+  ops: no ``DataLoader`` worker processes, no PIL, no per-example Python loop, no host sync
+  in the hot loop, and every random draw comes from the caller's ``torch.Generator`` so a
+  run (and a resumed run) replays exactly.
+* **Bad input is a one-line** :class:`~benchmarks.errors.UserError` naming the file or
+  folder and the fix, raised before anything is trained.
+
+Normalisation constants are *computed*, not hard-coded: per-channel mean and (population)
+std of ``pixel / 255`` over the full training split, in float64, for every dataset alike.
+One rule for built-ins and prepared datasets keeps runs comparable, a subset is normalised
+with the statistics of the data it was drawn from (so a ``subset`` run differs from the
+full run only in which examples it sees), and for the full official sets the rule
+reproduces the usual published constants, e.g. CIFAR-10 mean (0.4914, 0.4822, 0.4465), std
+(0.2470, 0.2435, 0.2616). (The often-copied std (0.2023, 0.1994, 0.2010) is the mean of
+per-image stds, not the dataset std.)
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .errors import UserError
+
+log = logging.getLogger(__name__)
+
+BUILTIN = ("cifar10", "cifar100", "svhn")
+
+#: Class counts of the built-ins (torchvision's ``classes``; SVHN has 10 digits).
+BUILTIN_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10}
+#: Official split sizes; a built-in that loads with other sizes is logged as a warning
+#: (it still runs: the counts and fingerprint in run.json say what was used).
+BUILTIN_SIZES = {"cifar10": (50000, 10000), "cifar100": (50000, 10000), "svhn": (73257, 26032)}
+
+_FIX_HINT = "run without --no-download to fetch it, or copy the official archive there (see README: DATA_ROOT)"
+
+
+# --------------------------------------------------------------------------- host side
+@dataclass(frozen=True)
+class Split:
+    """One split on the host: ``x`` uint8 NHWC (N, H, W, 3), ``y`` int64 (N,)."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a run needs to know (and record) about the data it trained on.
+
+    ``n_train``/``n_test`` are the sizes *after* subsetting (what the run saw);
+    ``n_train_full``/``n_test_full`` the sizes of the splits the subset was drawn from.
+    ``mean``/``std`` are per-channel statistics of ``pixel / 255`` over the full training
+    split. ``fingerprint`` hashes the loaded (post-subset) arrays, so two runs with equal
+    fingerprints provably saw the same examples.
+    """
+
+    name: str
+    n_train: int
+    n_test: int
+    num_classes: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    flip: bool
+    source: str
+    fingerprint: str
+    subset: Optional[dict]
+    n_train_full: Optional[int] = None
+    n_test_full: Optional[int] = None
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (tuples become lists) for run.json."""
+        d = asdict(self)
+        d["mean"] = list(self.mean)
+        d["std"] = list(self.std)
+        d["subset"] = dict(self.subset) if self.subset is not None else None
+        return d
+
+
+def load_splits(
+    name: str, data_root: str | Path, download: bool, subset: Optional[dict] = None
+) -> tuple[Split, Split, DatasetInfo]:
+    """Load dataset ``name`` from ``data_root`` and return (train, test, info).
+
+    Built-ins (:data:`BUILTIN`) read ``data_root/<name>/{train,test}.npz`` when present
+    (``source="npz-cache"``), else load through torchvision (downloading into
+    ``data_root/<name>`` if ``download``) and write that cache. Any other name is a prepared
+    dataset ``data_root/<name>/{train,test}.npz``. ``subset`` (``{"train": N, "test": M,
+    "seed": s}``, each optional) takes a seeded class-stratified subset *after* the
+    normalisation statistics were computed on the full training split.
+    """
+    subset_spec = _parse_subset(subset)  # validate before touching the disk
+    if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name \
+            or name.startswith("."):
+        raise UserError(f"dataset name {name!r} is not a folder name: use a built-in "
+                        f"({', '.join(BUILTIN)}) or the name of a folder under the data root")
+    root = Path(data_root).expanduser()
+    folder = root / name
+
+    if name in BUILTIN:
+        cache = (folder / "train.npz", folder / "test.npz")
+        if cache[0].is_file() and cache[1].is_file():
+            train, test = (_read_npz(p, name) for p in cache)
+            source = "npz-cache"
+        else:
+            train, test = _load_torchvision(name, root, download)
+            source = "torchvision"
+            _write_cache(folder, train, test)
+        num_classes = BUILTIN_CLASSES[name]
+        if (len(train), len(test)) != BUILTIN_SIZES[name]:
+            log.warning("%s: loaded %d train / %d test examples from %s, not the official %d / %d",
+                        name, len(train), len(test), source, *BUILTIN_SIZES[name])
+    else:
+        files = (folder / "train.npz", folder / "test.npz")
+        for p in files:
+            if not p.is_file():
+                hint = f" (did you mean the built-in {name.lower()!r}?)" if name.lower() in BUILTIN else ""
+                raise UserError(
+                    f"{name}: no file {p}{hint}; a prepared dataset needs train.npz and test.npz in "
+                    f"{folder} with x uint8 (N,32,32,3) NHWC and y int64 (N,); built-ins are "
+                    f"{', '.join(BUILTIN)}")
+        train, test = (_read_npz(p, name) for p in files)
+        source = "prepared"
+        num_classes = int(max(train.y.max(initial=-1), test.y.max(initial=-1))) + 1
+
+    _check_pair(name, folder, train, test, num_classes)
+    mean, std = channel_stats(train.x)
+    n_train_full, n_test_full = len(train), len(test)
+
+    if subset_spec is not None:
+        seed = subset_spec["seed"]
+        if subset_spec["train"] is not None:
+            train = _take(train, stratified_indices(train.y, subset_spec["train"], seed, stream=0,
+                                                    what=f"{name} train"))
+        if subset_spec["test"] is not None:
+            test = _take(test, stratified_indices(test.y, subset_spec["test"], seed, stream=1,
+                                                  what=f"{name} test"))
+
+    info = DatasetInfo(
+        name=name, n_train=len(train), n_test=len(test), num_classes=num_classes,
+        mean=mean, std=std, flip=(name != "svhn"), source=source,
+        fingerprint=fingerprint(train, test), subset=subset_spec,
+        n_train_full=n_train_full, n_test_full=n_test_full,
+    )
+    return train, test, info
+
+
+def channel_stats(x: np.ndarray) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """Per-channel mean and population std of ``x / 255`` for uint8 NHWC ``x``, in float64.
+
+    Computed exactly from a 256-bin histogram per channel, so the full CIFAR/SVHN training
+    sets need no float copy (1.2 GB in float64) and the result does not depend on summation
+    order. A constant channel (std 0) gets std 1 so normalisation stays finite.
+    """
+    hist = np.zeros((x.shape[-1], 256), dtype=np.int64)
+    for s in range(0, x.shape[0], 4096):          # chunks keep the strided channel copies small
+        block = x[s:s + 4096]
+        for c in range(x.shape[-1]):
+            hist[c] += np.bincount(block[..., c].reshape(-1), minlength=256)
+    levels = np.arange(256, dtype=np.float64) / 255.0
+    means, stds = [], []
+    for c in range(x.shape[-1]):
+        counts = hist[c].astype(np.float64)
+        n = counts.sum()
+        m = float((counts * levels).sum() / n)
+        var = float((counts * (levels - m) ** 2).sum() / n)
+        means.append(m)
+        stds.append(float(np.sqrt(var)) if var > 0 else 1.0)
+    return tuple(means), tuple(stds)  # type: ignore[return-value]
+
+
+def fingerprint(train: Split, test: Split) -> str:
+    """First 16 hex chars of sha256 over the bytes of train x, train y, test x, test y."""
+    h = hashlib.sha256()
+    for a in (train.x, train.y, test.x, test.y):
+        h.update(np.ascontiguousarray(a).data)
+    return h.hexdigest()[:16]
+
+
+def stratified_indices(y: np.ndarray, n: int, seed: int, stream: int = 0, what: str = "split") -> np.ndarray:
+    """Sorted indices of a seeded, class-stratified subset of exactly ``n`` examples.
+
+    Per-class counts are proportional to the class frequencies in ``y``, rounded by largest
+    remainder (ties: lower class first) so they sum to exactly ``n``; if ``n`` is at least
+    the number of classes present, every present class gets at least one example (taken
+    from the most over-allocated class). Examples within a class are drawn with a numpy
+    Generator seeded by ``(seed, stream)`` -- never the global RNG -- so the subset depends
+    only on the subset seed (not the run seed: every seed of a matrix sees the same
+    examples), and train (stream 0) and test (stream 1) subsets are independent draws.
+    Indices keep the original order of the split.
+    """
+    total = int(y.shape[0])
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+        raise UserError(f"subset for {what}: size must be a positive integer, got {n!r}")
+    n = int(n)
+    if n > total:
+        raise UserError(f"subset for {what}: asked for {n} examples but the split has only {total}")
+    if n == total:
+        return np.arange(total, dtype=np.int64)
+    classes, counts = np.unique(y, return_counts=True)
+    counts = counts.astype(np.int64)
+    scaled = n * counts                     # exact integer arithmetic: quota_k = scaled_k / total
+    alloc = scaled // total
+    rem = scaled % total
+    order = np.lexsort((np.arange(len(classes)), -rem))   # largest remainder first
+    alloc[order[: n - int(alloc.sum())]] += 1
+    if n >= len(classes):
+        for k in order:                      # classes that got nothing, largest remainder first
+            if alloc[k] == 0:
+                surplus = np.where(alloc > 1, alloc * total - scaled, np.iinfo(np.int64).min)
+                donor = int(np.argmax(surplus))
+                alloc[donor] -= 1
+                alloc[k] += 1
+    assert int(alloc.sum()) == n
+    rng = np.random.default_rng([int(seed), int(stream)])
+    picked = [rng.choice(np.flatnonzero(y == c), size=int(a), replace=False)
+              for c, a in zip(classes, alloc) if a > 0]
+    return np.sort(np.concatenate(picked)).astype(np.int64)
+
+
+def _take(split: Split, idx: np.ndarray) -> Split:
+    return Split(x=np.ascontiguousarray(split.x[idx]), y=np.ascontiguousarray(split.y[idx]))
+
+
+def _parse_subset(subset: Optional[dict]) -> Optional[dict]:
+    """Validate ``subset`` and return it fully resolved (``train``, ``test``, ``seed``)."""
+    if subset is None:
+        return None
+    if not isinstance(subset, dict):
+        raise UserError(f"subset must be a mapping like {{train: 5000, test: 1000, seed: 0}}, got {subset!r}")
+    unknown = sorted(set(subset) - {"train", "test", "seed"})
+    if unknown:
+        raise UserError(f"subset: unknown key(s) {', '.join(map(str, unknown))} (allowed: train, test, seed)")
+    out: dict[str, Any] = {"train": subset.get("train"), "test": subset.get("test"), "seed": subset.get("seed", 0)}
+    for key in ("train", "test"):
+        v = out[key]
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
+            raise UserError(f"subset.{key}: must be a positive integer or null, got {v!r}")
+        out[key] = None if v is None else int(v)
+    s = out["seed"]
+    if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0:
+        raise UserError(f"subset.seed: must be a non-negative integer, got {s!r}")
+    out["seed"] = int(s)
+    return out
+
+
+# ----------------------------------------------------------------------- file formats
+def _read_npz(path: Path, name: str) -> Split:
+    """Read and validate one ``{x, y}`` npz file; every problem is a UserError naming it."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in ("x", "y") if k not in z.files]
+            if missing:
+                raise UserError(f"{name}: {path} has no array {' or '.join(map(repr, missing))} "
+                                f"(found: {', '.join(z.files) or 'none'}); expected x uint8 (N,32,32,3) and y int64 (N,)")
+            x, y = z["x"], z["y"]
+    except UserError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise UserError(f"{name}: cannot read {path} as an .npz of plain arrays ({type(e).__name__}: {e}); "
+                        f"write it with numpy.savez(path, x=..., y=...)") from e
+    problems = []
+    if x.dtype != np.uint8:
+        problems.append(f"x has dtype {x.dtype}, expected uint8 (pixel values 0..255)")
+    if x.ndim != 4 or x.shape[-1] != 3:
+        nchw = x.ndim == 4 and x.shape[1] == 3
+        problems.append(f"x has shape {x.shape}, expected NHWC (N, H, W, 3)"
+                        + (" -- looks like NCHW; use x.transpose(0, 2, 3, 1)" if nchw else ""))
+    elif x.shape[1] < 1 or x.shape[2] < 1:
+        problems.append(f"x has shape {x.shape}: empty images")
+    if y.dtype != np.int64:
+        problems.append(f"y has dtype {y.dtype}, expected int64 (use y.astype(numpy.int64))")
+    if y.ndim != 1:
+        problems.append(f"y has shape {y.shape}, expected (N,)")
+    if not problems and x.shape[0] != y.shape[0]:
+        problems.append(f"x has {x.shape[0]} examples but y has {y.shape[0]} labels")
+    if not problems and y.shape[0] == 0:
+        problems.append("it holds no examples")
+    if not problems and y.min() < 0:
+        problems.append(f"y has negative labels (min {int(y.min())}); labels must be 0..num_classes-1")
+    if problems:
+        raise UserError(f"{name}: {path}: " + "; ".join(problems))
+    return Split(x=np.ascontiguousarray(x), y=np.ascontiguousarray(y))
+
+
+def _check_pair(name: str, folder: Path, train: Split, test: Split, num_classes: int) -> None:
+    if train.x.shape[1:] != test.x.shape[1:]:
+        raise UserError(f"{name}: train images are {train.x.shape[1:]} but test images are "
+                        f"{test.x.shape[1:]} (in {folder}); both splits need the same H, W, 3")
+    top = int(max(train.y.max(), test.y.max()))
+    if top >= num_classes:
+        raise UserError(f"{name}: label {top} in {folder} is out of range for {num_classes} classes")
+
+
+def write_npz_atomic(path: Path, x: np.ndarray, y: np.ndarray) -> None:
+    """Write ``{x, y}`` to ``path`` via a temp file + ``os.replace``.
+
+    Why atomic: several runs of a matrix may load the same dataset at once; a reader must
+    see either no cache or a complete one, never a half-written file.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, x=x, y=y)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _write_cache(folder: Path, train: Split, test: Split) -> None:
+    """Cache a torchvision load as npz; if the folder is not writable, just skip it."""
+    try:
+        write_npz_atomic(folder / "train.npz", train.x, train.y)
+        write_npz_atomic(folder / "test.npz", test.x, test.y)
+    except OSError as e:
+        log.warning("could not write the npz cache in %s (%s); later runs will reload via torchvision", folder, e)
+
+
+# ------------------------------------------------------------------------ torchvision
+def _torchvision_files(name: str, folder: Path) -> tuple[Path, list[Path]]:
+    """(the path to name in messages, the files torchvision needs) for a built-in."""
+    from torchvision import datasets
+
+    if name == "svhn":
+        files = [folder / datasets.SVHN.split_list[s][1] for s in ("train", "test")]
+        return files[0], files
+    cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
+    base = folder / cls.base_folder
+    files = [base / f for f, _ in cls.train_list + cls.test_list] + [base / cls.meta["filename"]]
+    return base, files
+
+
+def _construct(name: str, folder: Path, download: bool) -> tuple[Any, Any]:
+    from torchvision import datasets
+
+    if name == "svhn":
+        return (datasets.SVHN(str(folder), split="train", download=download),
+                datasets.SVHN(str(folder), split="test", download=download))
+    cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
+    return cls(str(folder), train=True, download=download), cls(str(folder), train=False, download=download)
+
+
+def _load_torchvision(name: str, root: Path, download: bool) -> tuple[Split, Split]:
+    """Load a built-in through ``torchvision.datasets`` (their checksums included).
+
+    torchvision is asked to download only when files are missing (or fail its checksum
+    and downloads are allowed), so present files are verified once, not twice.
+    """
+    folder = root / name
+    where, files = _torchvision_files(name, folder)
+    missing = [p for p in files if not p.is_file()]
+    if missing and not download:
+        detail = "" if len(missing) == len(files) else f" (missing {missing[0].name})"
+        raise UserError(f"{name}: no data at {where}{detail}; {_FIX_HINT}")
+    if missing:
+        _ensure_writable(name, folder)
+    try:
+        tr, te = _construct(name, folder, download=bool(missing))
+    except RuntimeError as e:
+        if missing:
+            raise UserError(f"{name}: download into {folder} failed ({e}); {_FIX_HINT}") from e
+        if not download:
+            raise UserError(f"{name}: files at {where} are corrupted or incomplete (torchvision checksum "
+                            f"failed); delete them and {_FIX_HINT}") from e
+        tr, te = _download(name, folder)
+    except OSError as e:  # network errors (URLError is an OSError), disk full, ...
+        raise UserError(f"{name}: download into {folder} failed ({e}); {_FIX_HINT}") from e
+    return _to_split(name, tr), _to_split(name, te)
+
+
+def _download(name: str, folder: Path) -> tuple[Any, Any]:
+    _ensure_writable(name, folder)
+    try:
+        return _construct(name, folder, download=True)
+    except (RuntimeError, OSError) as e:
+        raise UserError(f"{name}: re-download into {folder} failed ({e}); {_FIX_HINT}") from e
+
+
+def _ensure_writable(name: str, folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{name}: cannot create {folder} to download into ({e.strerror or e}); "
+                        f"choose a writable --data-root") from e
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"{name}: {folder} is not writable, so the dataset cannot be downloaded there; "
+                        f"choose a writable --data-root")
+
+
+def _to_split(name: str, ds: Any) -> Split:
+    if name == "svhn":  # torchvision keeps SVHN as (N, 3, H, W) and already maps label 10 -> 0
+        x = np.ascontiguousarray(np.asarray(ds.data).transpose(0, 2, 3, 1), dtype=np.uint8)
+        y = np.asarray(ds.labels, dtype=np.int64).reshape(-1)
+    else:
+        x = np.ascontiguousarray(np.asarray(ds.data), dtype=np.uint8)
+        y = np.asarray(ds.targets, dtype=np.int64).reshape(-1)
+    return Split(x=x, y=np.ascontiguousarray(y))
+
+
+# ------------------------------------------------------------------------ device side
+class DeviceData:
+    """The whole split as uint8 on the training device; normalisation + augmentation vectorised there.
+
+    Images are stored NHWC uint8 (4x smaller than float, and 4x less to read per batch);
+    :meth:`augment` gathers each example's own random crop (zero padding ``crop_padding``,
+    like torchvision ``RandomCrop(32, padding=4)`` on uint8 images) and horizontal flip in a
+    single advanced-indexing op, then normalises. The gathered (b, H, W, 3) tensor viewed as
+    (b, 3, H, W) is already in channels_last layout, so ``channels_last=True`` costs no copy.
+    """
+
+    def __init__(self, train: Split, test: Split, info: DatasetInfo, device: torch.device,
+                 crop_padding: int = 4, flip: Optional[bool] = None, channels_last: bool = False) -> None:
+        if crop_padding < 0:
+            raise ValueError(f"crop_padding must be >= 0, got {crop_padding}")
+        self.info = info
+        self.device = torch.device(device)
+        self.crop_padding = int(crop_padding)
+        self.flip = info.flip if flip is None else bool(flip)
+        self.channels_last = bool(channels_last)
+        self.n_train = len(train)
+        self.n_test = len(test)
+        self.num_classes = info.num_classes
+        self.x_train = torch.tensor(train.x, dtype=torch.uint8, device=self.device)   # (N, H, W, 3)
+        self.x_test = torch.tensor(test.x, dtype=torch.uint8, device=self.device)
+        self.y_train = torch.tensor(train.y, dtype=torch.int64, device=self.device)
+        self.y_test = torch.tensor(test.y, dtype=torch.int64, device=self.device)
+        self.height, self.width = int(train.x.shape[1]), int(train.x.shape[2])
+        self._mean = torch.tensor(info.mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self._std = torch.tensor(info.std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self._rows = torch.arange(self.height, device=self.device)
+        self._cols = torch.arange(self.width, device=self.device)
+
+    # -- helpers
+    def normalize(self, x_uint8_nchw: Tensor) -> Tensor:
+        """``(x / 255 - mean) / std`` as float32, per channel; keeps ``x``'s memory layout."""
+        return x_uint8_nchw.float().div_(255.0).sub_(self._mean).div_(self._std)
+
+    def _finish(self, x_nhwc: Tensor) -> Tensor:
+        out = self.normalize(x_nhwc.permute(0, 3, 1, 2))
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        return out.contiguous(memory_format=fmt)
+
+    # -- API
+    def augment(self, idx: Tensor, generator: torch.Generator) -> Tensor:
+        """Normalised float32 (b, 3, H, W) random crops (+ flips) of training examples ``idx``.
+
+        Per example: offsets ``dy, dx`` uniform in ``[-p, p]`` (p = crop_padding), i.e. the
+        crop window of the zero-padded image; then, if ``flip``, a horizontal flip with
+        probability 1/2. Draw order from ``generator``: dy (b), dx (b), flip (b) -- fixed,
+        so equal generator states give equal batches. No host sync, no Python loop.
+        """
+        b = idx.shape[0]
+        p = self.crop_padding
+        dev = self.device
+        dy = torch.randint(-p, p + 1, (b,), generator=generator, device=dev)
+        dx = torch.randint(-p, p + 1, (b,), generator=generator, device=dev)
+        rows = dy[:, None] + self._rows[None, :]                # (b, H) source row of each output row
+        cols = dx[:, None] + self._cols[None, :]                # (b, W)
+        if self.flip:
+            flips = torch.randint(0, 2, (b,), generator=generator, device=dev).bool()
+            cols = torch.where(flips[:, None], cols.flip(1), cols)
+        row_ok = (rows >= 0) & (rows < self.height)
+        col_ok = (cols >= 0) & (cols < self.width)
+        rows = rows.clamp(0, self.height - 1)
+        cols = cols.clamp(0, self.width - 1)
+        x = self.x_train[idx.to(dev)[:, None, None], rows[:, :, None], cols[:, None, :]]   # (b, H, W, 3)
+        x = x * (row_ok[:, :, None] & col_ok[:, None, :]).unsqueeze(-1).to(torch.uint8)  # zero padding
+        return self._finish(x)
+
+    def train_images(self, chunk: int = 8192) -> Tensor:
+        """Normalised, un-augmented training set, float32 (N, 3, H, W) (IMPON's feature cache).
+
+        Filled in chunks so the only full-size allocation is the result itself.
+        """
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        out = torch.empty((self.n_train, 3, self.height, self.width), dtype=torch.float32,
+                          device=self.device, memory_format=fmt)
+        for s in range(0, self.n_train, chunk):
+            out[s:s + chunk] = self.normalize(self.x_train[s:s + chunk].permute(0, 3, 1, 2))
+        return out
+
+    def test_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        """Normalised test inputs (no augmentation) and labels, in order, ``batch_size`` at a time."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        for s in range(0, self.n_test, batch_size):
+            yield self._finish(self.x_test[s:s + batch_size]), self.y_test[s:s + batch_size]
