@@ -1,0 +1,104 @@
+"""A tiny, hand-checkable StepContext and a fake trainer loop for the sampler tests.
+
+The toy data set is built so that every quantity a sampler sees is known by construction:
+pixel ``[0, 0, 0]`` of example i holds its "true loss" ``losses[i]``; ``augment`` copies the
+image and adds Gaussian noise (drawn from ``ctx.generator``, as any randomness must be) to
+every *other* pixel, so each view is unique (it can be traced back) yet its loss is exact;
+``score`` returns pixel ``[0, 0, 0]`` of the inputs, i.e. ``losses[idx]`` for any view.
+The fake trainer follows the real trainer's contract (see ``samplers.base``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor
+
+import samplers
+from samplers import Batch, Sampler, StepContext
+
+
+@dataclass
+class Toy:
+    ctx: StepContext
+    images: Tensor          # (n, 3, hw, hw) un-augmented, normalised
+    losses: Tensor          # (n,) the true loss of each example
+    scored: list = field(default_factory=list)   # (inputs, losses) of every score call
+    wnorm: list = field(default_factory=lambda: [2.0])  # mutable ||W||_F seen by the ctx
+
+
+def make_toy(n: int = 40, b: int = 4, *, num_classes: int = 4, hw: int = 4,
+             device: str | torch.device = "cpu", seed: int = 0,
+             losses: Optional[Tensor] = None,
+             weight_norm_fn: Optional[Callable[[], Tensor]] = None) -> Toy:
+    """Toy data set + StepContext. ``losses`` defaults to distinct values in (0, 2]."""
+    device = torch.device(device)
+    data_gen = torch.Generator().manual_seed(1234)
+    images = torch.randn(n, 3, hw, hw, generator=data_gen)
+    if losses is None:
+        losses = (torch.randperm(n, generator=data_gen).float() + 1) * (2.0 / n)
+    losses = losses.float()
+    images[:, 0, 0, 0] = losses
+    images, losses = images.to(device), losses.to(device)
+    labels = (torch.arange(n) % num_classes).to(device)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+
+    toy_ref: list[Toy] = []
+
+    def augment(idx: Tensor) -> Tensor:
+        x = images.index_select(0, idx)
+        noise = torch.randn(x.shape, generator=generator, device=device)
+        noise[:, 0, 0, 0] = 0.0
+        return x + noise
+
+    def score(inputs: Tensor, labels_: Tensor) -> Tensor:
+        out = inputs[:, 0, 0, 0].clone()
+        toy_ref[0].scored.append((inputs.clone(), out.clone()))
+        return out
+
+    def wnorm() -> Tensor:
+        return torch.tensor(toy_ref[0].wnorm[0], device=device)
+
+    ctx = StepContext(n_train=n, batch_size=b, device=device, generator=generator,
+                      labels=labels, num_classes=num_classes,
+                      weight_norm_fn=weight_norm_fn or wnorm, augment_fn=augment,
+                      score_fn=score, images_fn=lambda: images)
+    toy = Toy(ctx=ctx, images=images, losses=losses)
+    toy_ref.append(toy)
+    return toy
+
+
+def reseed(ctx: StepContext, seed: int, epoch: int) -> None:
+    """What the trainer does before every ``start_epoch``: generator from (seed, epoch)."""
+    ctx.generator.manual_seed(seed * 100_003 + epoch)
+
+
+def train_step(sampler: Sampler, toy: Toy) -> Batch:
+    """One step of the trainer contract; the training loss of a view is its true loss."""
+    ctx = toy.ctx
+    batch = sampler.next_batch(ctx)
+    inputs = batch.inputs if batch.inputs is not None else ctx.augment(batch.idx)
+    losses = inputs[:, 0, 0, 0].float()
+    p_true = torch.exp(-losses)
+    sampler.observe(batch.idx, losses, p_true)
+    return batch
+
+
+def run(sampler: Sampler, toy: Toy, *, seed: int, epochs: int, steps: Optional[int] = None,
+        first_epoch: int = 1) -> list[Batch]:
+    """Train ``epochs`` epochs (``steps`` steps each, default n // b), like the trainer."""
+    ctx = toy.ctx
+    steps = ctx.n_train // ctx.batch_size if steps is None else steps
+    batches = []
+    for epoch in range(first_epoch, first_epoch + epochs):
+        reseed(ctx, seed, epoch)
+        sampler.start_epoch(epoch, ctx)
+        for _ in range(steps):
+            batches.append(train_step(sampler, toy))
+    return batches
+
+
+def build(name: str, **params) -> Sampler:
+    return samplers.build(name, **params)
