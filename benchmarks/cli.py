@@ -197,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `... --dry-run | head`
+        return 0
     except KeyboardInterrupt:
         print("interrupted: finished runs are kept; run the same command again to resume",
               file=sys.stderr)

@@ -1,0 +1,46 @@
+"""Shared fixtures: tiny prepared datasets and tiny matrices (real formats, tiny sizes)."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+from data_fixtures import make_prepared  # noqa: E402
+
+
+@pytest.fixture
+def tiny_root(tmp_path: Path) -> Path:
+    """A data root with prepared dataset ``tiny`` (96 train / 40 test, 4 classes)."""
+    root = tmp_path / "data"
+    make_prepared(root, "tiny", n_train=96, n_test=40, num_classes=4, seed=0)
+    return root
+
+
+def write_matrix(path: Path, defaults: dict, grid: dict, name: str = "t") -> Path:
+    path.write_text(yaml.safe_dump({"name": name, "defaults": defaults, "grid": grid}))
+    return path
+
+
+TINY_DEFAULTS = {
+    "dataset": "tiny",
+    "epochs": 2,
+    "batch_size": 16,
+    "eval_batch_size": 64,
+    "model": {"name": "resnet18", "width": 0.0625},
+    "optimizer": {"name": "sgd", "lr": 0.05},
+    "schedule": {"name": "linear", "final_lr": 0.001},
+}
+
+
+@pytest.fixture
+def tiny_defaults() -> dict:
+    import copy
+    return copy.deepcopy(TINY_DEFAULTS)
