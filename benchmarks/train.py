@@ -34,6 +34,7 @@ from .config import RunSpec
 from .data import DeviceData, load_splits
 from .errors import UserError
 from .optim import build_optimizer, lr_at
+from samplers.impon import weight_frobenius_norm
 
 ITER_COLUMNS = ["iteration", "epoch", "loss", "lr", "backprops", "forwards"]
 EPOCH_COLUMNS = ["epoch", "iteration", "train_loss", "test_loss", "test_acc", "backprops",
@@ -56,16 +57,6 @@ def resolve_device(name: str) -> torch.device:
     if name not in ("cpu",) and not name.startswith("cuda"):
         raise UserError(f"--device {name!r}: expected cpu, cuda, cuda:N or auto")
     return torch.device(name)
-
-
-def weight_norm_fn(model: torch.nn.Module) -> Callable[[], torch.Tensor]:
-    """‖W‖_F over all weight tensors with >= 2 dims (conv and linear kernels), on device."""
-    weights = [p for p in model.parameters() if p.dim() >= 2]
-
-    def norm() -> torch.Tensor:
-        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(weights)))
-
-    return norm
 
 
 @dataclass
@@ -125,7 +116,7 @@ class Trainer:
         self.ctx = samplers.StepContext(
             n_train=self.info.n_train, batch_size=b, device=device, generator=self.sampler_gen,
             labels=self.data.y_train, num_classes=self.info.num_classes,
-            weight_norm_fn=weight_norm_fn(net), augment_fn=self._augment,
+            weight_norm_fn=lambda: weight_frobenius_norm(net), augment_fn=self._augment,
             score_fn=self._score, images_fn=self.data.train_images)
         self.counters = Counters()
         self.epoch_rows: list[dict[str, Any]] = []
