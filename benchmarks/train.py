@@ -28,13 +28,13 @@ import torch.nn.functional as F
 
 import models
 import samplers
+from samplers.impon import weight_frobenius_norm
 
 from . import io, provenance
 from .config import RunSpec
 from .data import DeviceData, load_splits
 from .errors import UserError
 from .optim import build_optimizer, lr_at
-from samplers.impon import weight_frobenius_norm
 
 ITER_COLUMNS = ["iteration", "epoch", "loss", "lr", "backprops", "forwards"]
 EPOCH_COLUMNS = ["epoch", "iteration", "train_loss", "test_loss", "test_acc", "backprops",
@@ -147,12 +147,46 @@ class Trainer:
         if self.cuda:
             torch.cuda.synchronize(self.device)
 
-    def train_epoch(self, epoch: int) -> tuple[list[str], dict[str, Any]]:
-        spec, c = self.spec, self.counters
-        self.sampler_gen.manual_seed(derive_seed(spec["seed"], epoch, "sampler"))
-        self.augment_gen.manual_seed(derive_seed(spec["seed"], epoch, "augment"))
+    def train_step(self, lr: float) -> torch.Tensor:
+        """One optimisation step on the sampler's next batch; returns the batch's mean loss
+        as a 0-dim device tensor. Never synchronises with the host (tested under
+        ``torch.cuda.set_sync_debug_mode("error")`` when CUDA is present)."""
+        c = self.counters
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        batch = self.sampler.next_batch(self.ctx)
+        inputs = batch.inputs if batch.inputs is not None else self._augment(batch.idx)
+        labels = self.data.y_train[batch.idx]
+        with self._autocast():
+            logits = self.model(inputs)
+        losses = F.cross_entropy(logits.float(), labels, reduction="none")
+        if batch.weights is None:
+            loss = losses.mean()
+        else:
+            loss = (batch.weights * losses).sum() / batch.weights.sum()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        detached = losses.detach()
+        # p(true class) = exp(-CE): exact, and costs no second softmax.
+        self.sampler.observe(batch.idx, detached, torch.exp(-detached))
+        n = int(batch.idx.shape[0])  # a host-known shape: no sync
+        c.iteration += 1
+        c.backprops += n
+        c.forwards += n
+        return detached.mean()
+
+    def begin_epoch(self, epoch: int) -> None:
+        """Reseed every stream from (seed, epoch) and let the sampler prepare the epoch."""
+        seed = self.spec["seed"]
+        self.sampler_gen.manual_seed(derive_seed(seed, epoch, "sampler"))
+        self.augment_gen.manual_seed(derive_seed(seed, epoch, "augment"))
         self.net.train()
         self.sampler.start_epoch(epoch, self.ctx)
+
+    def train_epoch(self, epoch: int) -> tuple[list[str], dict[str, Any]]:
+        spec, c = self.spec, self.counters
+        self.begin_epoch(epoch)
         steps = self.steps_per_epoch
         loss_buf = torch.zeros(steps, device=self.device)
         lrs, backprops, forwards = [], [], []
@@ -160,29 +194,7 @@ class Trainer:
         t0 = time.perf_counter()
         for i in range(steps):
             lr = lr_at(c.iteration, self.total_steps, steps, base_lr, spec["schedule"])
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            batch = self.sampler.next_batch(self.ctx)
-            inputs = batch.inputs if batch.inputs is not None else self._augment(batch.idx)
-            labels = self.data.y_train[batch.idx]
-            with self._autocast():
-                logits = self.model(inputs)
-            losses = F.cross_entropy(logits.float(), labels, reduction="none")
-            if batch.weights is None:
-                loss = losses.mean()
-            else:
-                loss = (batch.weights * losses).sum() / batch.weights.sum()
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            detached = losses.detach()
-            # p(true class) = exp(-CE): exact, and costs no second softmax.
-            self.sampler.observe(batch.idx, detached, torch.exp(-detached))
-            loss_buf[i] = detached.mean()
-            n = int(batch.idx.shape[0])
-            c.iteration += 1
-            c.backprops += n
-            c.forwards = c.forwards + n
+            loss_buf[i] = self.train_step(lr)
             lrs.append(lr)
             backprops.append(c.backprops)
             forwards.append(c.forwards + self.ctx.forwards)
