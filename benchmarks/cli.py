@@ -119,7 +119,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if total > CPU_GUARD_SECONDS:
             raise UserError(f"matrix {mat.name}: {len(pending)} runs estimated at "
                             f"{estimate.format_seconds(total)} on this CPU; pass --yes to run anyway, "
-                            "or try `make smoke` or the cpu_mini matrix (minutes to an hour on CPU)")
+                            "use a GPU (--device cuda), or try `make smoke` (minutes) or "
+                            "`make cpu-mini` (about an hour on 2 cores)")
 
     if args.launcher == "slurm":
         slurm = runner.SlurmOptions(partition=args.partition, time_min=args.time_min,
