@@ -1,0 +1,48 @@
+"""CI smoke run: smoke.yaml end to end on tiny datasets in the real torchvision file formats.
+
+The official archives cannot be downloaded in CI, so tiny CIFAR-10/CIFAR-100 pickle
+batches and SVHN .mat files are written to a temporary data root and read through the
+real torchvision classes (only their checksum is relaxed, inside this test).
+"""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from benchmarks.cli import main
+from data_fixtures import make_cifar10_dir, make_cifar100_dir, make_svhn_dir, relaxed_checksums
+
+
+def test_smoke_matrix_end_to_end(tmp_path, capsys):
+    root = tmp_path / "data"
+    make_cifar10_dir(root, n_train_per_batch=110, n_test=260)   # 550 train
+    make_cifar100_dir(root, n_train=600, n_test=260)
+    make_svhn_dir(root, n_train=550, n_test=260)
+    results = tmp_path / "results"
+    with relaxed_checksums():
+        rc = main(["run", "smoke", "--data-root", str(root), "--results", str(results),
+                   "--no-download", "--device", "cpu"])
+    out = capsys.readouterr()
+    assert rc == 0, out.out + out.err
+    runs = [p for p in (results / "smoke").iterdir() if not p.name.startswith(".")]
+    assert len(runs) == 24
+    for run in runs:
+        info = json.loads((run / "run.json").read_text())
+        assert info["status"] == "done", (run.name, info["error"])
+        assert info["dataset"]["n_train"] == 512 and info["dataset"]["n_test"] == 256
+        ep = pd.read_csv(run / "epochs.csv")
+        assert list(ep.epoch) == [0, 1, 2] and ep.test_acc.between(0, 1).all()
+        it = pd.read_csv(run / "iterations.csv")
+        assert len(it) == 2 * (512 // 32)
+        arm = info["spec"]["arm"]
+        last = ep.iloc[-1]
+        if arm in ("sgd", "adam", "p_sgd", "c_sgd", "impon_low"):
+            assert last.forwards == last.backprops
+        if arm == "selective_backprop":
+            assert last.forwards > 2 * last.backprops
+        if arm == "loss_oracle":
+            assert last.forwards == last.backprops + 64 * len(it)
+        if arm == "impon":  # diagnose_every 4: the bank scored every 4th step
+            assert last.forwards == last.backprops + 64 * (len(it) // 4)
+            assert {"impon_spearman", "impon_precision_at_b"} <= set(ep.columns)
