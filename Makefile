@@ -39,6 +39,7 @@ smoke: install
 	$(PY) -m plots smoke
 
 cpu-mini: install
+	$(PY) -m benchmarks prepare cifar10-5k --data-root $(DATA_ROOT)
 	$(RUN) cpu_mini
 	$(PY) -m plots cpu_mini
 

@@ -50,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--array-parallelism", type=int, default=64)
     s.add_argument("--wait", action="store_true", help="wait for the SLURM array to finish")
     s.add_argument("--slurm-cluster", default=None, help=argparse.SUPPRESS)  # "local" in tests
+    p = sub.add_parser("prepare", help="build a prepared dataset (e.g. cifar10-5k) from the official one")
+    p.add_argument("name", help="cifar10-5k")
+    p.add_argument("--data-root", default=os.environ.get("DATA_ROOT", "data"))
+    p.add_argument("--no-download", dest="download", action="store_false", default=True)
+    p.add_argument("--force", action="store_true", help="rebuild even if present")
     return ap
 
 
@@ -195,6 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "prepare":
+            from .prepare import prepare
+            print(f"{args.name}: {prepare(args.name, args.data_root, args.download, args.force)}")
+            return 0
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

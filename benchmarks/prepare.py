@@ -1,0 +1,46 @@
+"""Build prepared datasets from the official ones: ``python -m benchmarks prepare cifar10-5k``.
+
+``cifar10-5k`` is the real CIFAR-10 subset that ``cpu_mini`` trains on: the first 1102
+images of ``data_batch_1``, the first 1017 of ``data_batch_2..5`` (5,170 train) and the
+first 1017 of ``test_batch``, with their official labels. Defining it by file prefixes
+(not by a random draw) makes it reproducible by anyone holding the official archive.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .data import Split, load_splits, write_npz_atomic
+from .errors import UserError
+
+BATCH = 10_000  # images per official CIFAR-10 training batch
+CIFAR10_5K_TRAIN = (1102, 1017, 1017, 1017, 1017)  # prefix taken from data_batch_1..5
+CIFAR10_5K_TEST = 1017
+
+
+def cifar10_5k(train: Split, test: Split) -> tuple[Split, Split]:
+    """The cifar10-5k prefixes of the full CIFAR-10 splits (torchvision order)."""
+    if len(train) != 5 * BATCH or len(test) < CIFAR10_5K_TEST:
+        raise UserError(f"cifar10-5k needs the full CIFAR-10 training set (50,000 images), got {len(train)}")
+    idx = np.concatenate([np.arange(k * BATCH, k * BATCH + n) for k, n in enumerate(CIFAR10_5K_TRAIN)])
+    return Split(train.x[idx], train.y[idx]), Split(test.x[:CIFAR10_5K_TEST], test.y[:CIFAR10_5K_TEST])
+
+
+RECIPES = {"cifar10-5k": ("cifar10", cifar10_5k)}
+
+
+def prepare(name: str, data_root: str | Path, download: bool = True, force: bool = False) -> Path:
+    """Write ``data_root/<name>/{train,test}.npz``; returns the folder (kept if present)."""
+    if name not in RECIPES:
+        raise UserError(f"prepare {name!r}: unknown; can prepare {', '.join(RECIPES)}")
+    folder = Path(data_root) / name
+    if not force and (folder / "train.npz").is_file() and (folder / "test.npz").is_file():
+        return folder
+    source, recipe = RECIPES[name]
+    train, test, _ = load_splits(source, data_root, download)
+    tr, te = recipe(train, test)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_npz_atomic(folder / "train.npz", tr.x, tr.y)
+    write_npz_atomic(folder / "test.npz", te.x, te.y)
+    return folder
