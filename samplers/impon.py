@@ -65,12 +65,17 @@ class Impon(Sampler):
     ``reset``: ``epoch`` (w back to init at each epoch start) | ``never``.
     ``select``: ``highest`` | ``lowest`` predicted losses.
     ``init``: ``zeros`` (the initial w).
-    ``diagnose_every`` K: every K-th iteration score the whole bank with true losses
+    ``diagnose_every`` K: every K-th iteration (counted over the whole run, 0 = off)
+    score the whole bank with true losses
     (``ctx.score``, N counted forwards) and log the Spearman correlation of predicted vs
     true losses and precision@b of the batch vs the true top-b (bottom-b for ``lowest``),
     as per-epoch means in the columns ``impon_spearman`` and ``impon_precision_at_b``.
     Iterations where the predictions are all equal (e.g. right after a reset to zeros)
-    have no defined rank correlation and are left out of the Spearman mean only.
+    have no defined rank correlation and are left out of the Spearman mean only. The
+    true losses are those of freshly augmented views (``ctx.score`` default), like the
+    training losses the model learns from. Diagnosing never changes the batch chosen
+    (it scores after selecting), though it does advance whatever generator the trainer's
+    augmentation draws from.
     """
 
     has_bank = True
