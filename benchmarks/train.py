@@ -134,13 +134,16 @@ class Trainer:
     def _score(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """No-grad per-example losses in training mode (batch statistics, as the training
         forward would see them) with BatchNorm running statistics restored afterwards, so
-        scoring (Selective Backprop, the oracle, IMPON diagnostics) never changes the model."""
+        scoring (Selective Backprop, the oracle, IMPON diagnostics) never changes the model.
+        Large banks are scored in chunks of ``eval_batch_size`` to bound memory."""
         saved = [buf.clone() for buf in self._bn_buffers]
+        chunk = self.spec["eval_batch_size"]
         with torch.no_grad(), self._autocast():
-            logits = self.model(inputs)
+            logits = torch.cat([self.model(inputs[i:i + chunk]).float()
+                                for i in range(0, inputs.shape[0], chunk)])
         for buf, old in zip(self._bn_buffers, saved):
             buf.copy_(old)
-        return F.cross_entropy(logits.float(), labels, reduction="none")
+        return F.cross_entropy(logits, labels, reduction="none")
 
     # --- one epoch --------------------------------------------------------------------
     def _sync(self) -> None:

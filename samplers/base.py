@@ -61,7 +61,7 @@ class StepContext:
     num_classes: int
     weight_norm_fn: Callable[[], Tensor]
     augment_fn: Callable[[Tensor], Tensor]
-    score_fn: Callable[[Tensor], Tensor]
+    score_fn: Callable[[Tensor, Tensor], Tensor]  # (inputs, labels) -> per-example losses
     images_fn: Optional[Callable[[], Tensor]] = None
     #: examples forwarded by ``score`` (selection cost), read and reset by the trainer.
     forwards: int = 0
