@@ -8,6 +8,9 @@ JOBS      ?= 1
 MATRIX    ?= cpu_mini
 ARGS      ?=
 RUN = $(PY) -m benchmarks run --data-root $(DATA_ROOT) --device $(DEVICE) --jobs $(JOBS) $(ARGS)
+# Run a matrix, then draw its figures even if some run failed or diverged (exit 1: the
+# plots report those runs); stop at once on bad input (exit 2). Keeps the runner's status.
+run_and_plot = $(RUN) $(1); s=$$?; [ $$s -eq 2 ] && exit 2; $(PY) -m plots $(1) || exit $$?; exit $$s
 
 .PHONY: install test reproduce ablation-bank fair smoke cpu-mini plots perf clean-venv
 
@@ -23,25 +26,20 @@ test: install
 	$(PY) -m pytest -q
 
 reproduce: install
-	$(RUN) paper
-	$(PY) -m plots paper
+	$(call run_and_plot,paper)
 
 ablation-bank: install
-	$(RUN) ablation_bank
-	$(PY) -m plots ablation_bank
+	$(call run_and_plot,ablation_bank)
 
 fair: install
-	$(RUN) fair
-	$(PY) -m plots fair
+	$(call run_and_plot,fair)
 
 smoke: install
-	$(RUN) smoke
-	$(PY) -m plots smoke
+	$(call run_and_plot,smoke)
 
 cpu-mini: install
 	$(PY) -m benchmarks prepare cifar10-5k --data-root $(DATA_ROOT)
-	$(RUN) cpu_mini
-	$(PY) -m plots cpu_mini
+	$(call run_and_plot,cpu_mini)
 
 plots: install
 	$(PY) -m plots $(MATRIX)
