@@ -1,0 +1,475 @@
+"""The figures of DESIGN §9, one function each, drawn from :class:`MatrixResults`.
+
+Every function returns the matplotlib ``Figure`` (so tests can read back the plotted
+lines, legend and titles) and, given ``out_dir``, also saves it as PNG (150 dpi) and PDF.
+Figures are built on ``matplotlib.figure.Figure`` directly, not ``pyplot``: no GUI
+backend is needed and no global figure list fills up when many are made.
+
+Conventions shared by all figures, stated in each caption:
+- one panel per dataset, titled with its name, train/test sizes, "[subset]" when it is
+  reduced, and the number of seeds;
+- one line per arm (per arm *variant* when an arm has several bank sizes or settings;
+  its bank sizes are then told apart by line style), colour from :mod:`plots.style`;
+- line = mean over seeds; band = 95% Student-t interval of that mean
+  (:func:`plots.aggregate.t_interval`, passed to seaborn as its ``errorbar``).
+"""
+from __future__ import annotations
+
+import math
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib.ticker as mticker
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure, SubFigure
+from matplotlib.lines import Line2D
+
+from .aggregate import MatrixResults, atomic_path, checkpoints, t_interval
+from .style import (VARIANT_DASHES, arm_colour, arm_order, bank_palette, checkpoint_palette,
+                    paper_style)
+
+#: File stems under results/<matrix>/figures/.
+STEMS = {
+    "fig2": "fig2_test_accuracy_vs_epoch",
+    "fig3": "fig3_train_loss_vs_iteration",
+    "fig4": "fig4_bank_size_accuracy_vs_epoch",
+    "ablation": "ablation_accuracy_vs_bank_size",
+    "seconds": "cost_accuracy_vs_seconds",
+    "forwards": "cost_accuracy_vs_forwards",
+}
+
+#: Most points drawn per line in Figure 3 (after smoothing); more is invisible at 150 dpi.
+MAX_POINTS = 400
+
+BAND_TEXT = ("Line: mean over seeds; band: 95% Student-t confidence interval of that mean "
+             "(none with a single seed).")
+PANEL_W, PANEL_H = 4.4, 3.3
+LEGEND_COLS = 5
+
+
+# ------------------------------------------------------------------------ helpers
+
+
+def variant_table(res: MatrixResults, data: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per variant: arm, bank size, colour, dash, in legend order.
+
+    Order: arms in the fixed order of :func:`plots.style.arm_order`, then bank size.
+    """
+    data = res.epochs if data is None else data
+    table = (data[["variant", "arm", "bank_size"]].drop_duplicates("variant")
+             .assign(_arm_rank=lambda d: d["arm"].map(
+                 {a: i for i, a in enumerate(arm_order(d["arm"]))}))
+             .sort_values(["_arm_rank", "bank_size", "variant"], na_position="first")
+             .drop(columns="_arm_rank").reset_index(drop=True))
+    table["colour"] = table["arm"].map(arm_colour)
+    table["dash"] = table.groupby("arm").cumcount().map(
+        lambda i: VARIANT_DASHES[i % len(VARIANT_DASHES)])
+    single = table.groupby("arm")["variant"].transform("count") == 1
+    table.loc[single, "dash"] = "-"
+    return table.set_index("variant")
+
+
+@dataclass
+class _Canvas:
+    """A figure split into three stacked sub-figures: panels, legend, caption.
+
+    Why sub-figures: constrained layout does not stack a figure-level legend and a
+    caption under the panels (they overlap), but it does lay out sub-figures, so each
+    gets a strip of known height and nothing overlaps, whatever the number of panels.
+    """
+
+    fig: Figure
+    axes: np.ndarray
+    legend_fig: SubFigure
+    caption_fig: SubFigure
+    caption: str
+
+
+def _canvas(n_rows: int, n_cols: int, n_legend: int, caption: str,
+            legend_title: str | None = None) -> _Canvas:
+    width = PANEL_W * n_cols
+    text = textwrap.fill(caption, int(width * 15))
+    legend_rows = math.ceil(n_legend / min(max(n_legend, 1), LEGEND_COLS))
+    legend_h = 0.27 * legend_rows + (0.25 if legend_title else 0.0) + 0.1
+    caption_h = 0.15 * (text.count("\n") + 1) + 0.1
+    panels_h = PANEL_H * n_rows + 0.4  # + suptitle
+    fig = Figure(figsize=(width, panels_h + legend_h + caption_h), layout="constrained")
+    top, legend_fig, caption_fig = fig.subfigures(
+        3, 1, height_ratios=[panels_h, legend_h, caption_h], hspace=0)
+    axes = np.atleast_2d(top.subplots(n_rows, n_cols, squeeze=False))
+    return _Canvas(fig, axes, legend_fig, caption_fig, text)
+
+
+def _panel_canvas(res: MatrixResults, n_legend: int, caption: str
+                  ) -> tuple[_Canvas, dict[str, Axes]]:
+    """One panel per dataset, up to three per row."""
+    panels = res.panels
+    n_cols = min(3, len(panels))
+    n_rows = math.ceil(len(panels) / n_cols)
+    canvas = _canvas(n_rows, n_cols, n_legend, caption)
+    flat = list(canvas.axes.flat)
+    for ax in flat[len(panels):]:
+        ax.set_visible(False)
+    return canvas, dict(zip(panels, flat))
+
+
+def _draw_lines(ax: Axes, data: pd.DataFrame, x: str, y: str, variants: pd.DataFrame,
+                colours: dict[str, object] | None = None,
+                labels: Callable[[str], str] | None = None, **kws: object) -> None:
+    """Mean-over-seeds line (+ t-interval band) of each variant present in ``data``."""
+    for variant, row in variants.iterrows():
+        sub = data.loc[data["variant"] == variant]
+        if sub.empty:
+            continue
+        colour = colours[variant] if colours else row["colour"]
+        sns.lineplot(data=sub, x=x, y=y, ax=ax, estimator="mean", errorbar=t_interval,
+                     color=colour, linestyle=row["dash"] if not colours else "-",
+                     label=labels(variant) if labels else variant, legend=False, **kws)
+
+
+def _variant_handles(variants: pd.DataFrame) -> list[Line2D]:
+    return [Line2D([], [], color=row["colour"], linestyle=row["dash"], lw=2, label=v)
+            for v, row in variants.iterrows()]
+
+
+def _finish(canvas: _Canvas, res: MatrixResults, title: str, handles: list[Line2D],
+            out_dir: Path | None, stem: str, legend_title: str | None = None) -> Figure:
+    """Suptitle with the matrix name, legend and caption strips, then save."""
+    fig = canvas.fig
+    fig.suptitle(f"{title} — matrix “{res.matrix}”", fontweight="bold")
+    if handles:
+        canvas.legend_fig.legend(handles=handles, loc="center", frameon=False,
+                                 ncols=min(len(handles), LEGEND_COLS), title=legend_title)
+    canvas.caption_fig.text(0.5, 1.0, canvas.caption, ha="center", va="top", fontsize=8.5,
+                            color="#333333", gid="caption")
+    if out_dir is not None:
+        save(fig, Path(out_dir), stem)
+    return fig
+
+
+def figure_legend(fig: Figure) -> list[str]:
+    """The labels of a figure's legend (it lives in the legend sub-figure)."""
+    return [t.get_text() for sub in fig.subfigs for leg in sub.legends for t in leg.get_texts()]
+
+
+def figure_caption(fig: Figure) -> str:
+    """The caption under a figure, unwrapped to one line."""
+    texts = [t.get_text() for sub in fig.subfigs for t in sub.texts if t.get_gid() == "caption"]
+    return " ".join(" ".join(texts).split())
+
+
+def save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
+    """Save ``fig`` as ``stem.png`` (150 dpi) and ``stem.pdf``, each written atomically."""
+    paths = []
+    for fmt in ("png", "pdf"):
+        path = out_dir / f"{stem}.{fmt}"
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight")
+        paths.append(path)
+    return paths
+
+
+def _percent(df: pd.DataFrame) -> pd.DataFrame:
+    return df.assign(test_acc_pct=df["test_acc"] * 100.0)
+
+
+def _devices_text(res: MatrixResults) -> str:
+    devices = sorted({d for d in res.runs.loc[res.runs["included"], "device"] if d})
+    if not devices:
+        return "Device not recorded."
+    if len(devices) == 1:
+        return f"All runs on {devices[0]}."
+    return (f"Runs used different devices ({', '.join(devices)}): wall-clock is only "
+            "comparable between runs on the same device.")
+
+
+# ------------------------------------------------------------------------ figures
+
+
+def accuracy_vs_epoch(res: MatrixResults, out_dir: Path | None = None) -> Figure:
+    """Figure 2: test accuracy vs epoch, one panel per dataset, one line per arm."""
+    variants = variant_table(res)
+    data = _percent(res.epochs)
+    caption = ("Test accuracy on the whole test split after each epoch (epoch 0 = before "
+               f"training). {BAND_TEXT}")
+    with paper_style():
+        canvas, axes = _panel_canvas(res, len(variants), caption)
+        for panel, ax in axes.items():
+            sub = data.loc[data["panel"] == panel]
+            _draw_lines(ax, sub, "epoch", "test_acc_pct", variants)
+            ax.set(title=res.panel_title(panel), xlabel="epoch", ylabel="test accuracy (%)")
+            ax.xaxis.set_major_locator(mticker.MaxNLocator(integer=True))
+        return _finish(canvas, res, "Figure 2 · Test accuracy vs epoch",
+                       _variant_handles(variants), out_dir, STEMS["fig2"])
+
+
+def default_ema_span(res: MatrixResults) -> int:
+    """A quarter epoch of the dataset with the fewest steps per epoch, within [1, 100].
+
+    Long enough to average out mini-batch noise, short enough to keep the shape of the
+    first epochs (where the samplers differ most); one span for all panels so the caption
+    states a single number.
+    """
+    steps = res.iterations.groupby(["run_id", "epoch"], observed=True)["iteration"].count()
+    per_epoch = int(steps.groupby(level=0, observed=True).max().min()) if len(steps) else 1
+    return int(min(100, max(1, round(per_epoch / 4))))
+
+
+def smoothed_losses(res: MatrixResults, span: int) -> pd.DataFrame:
+    """Per-run EMA of the training loss, thinned to at most MAX_POINTS iterations per run.
+
+    Smoothing happens per run *before* averaging seeds, so the band shows seed-to-seed
+    spread of the trend, not mini-batch noise. ``adjust=True`` avoids the start-up bias
+    of a recursively initialised EMA.
+    """
+    it = res.iterations.sort_values(["run_id", "iteration"])
+    it = it.assign(loss_ema=it.groupby("run_id", observed=True)["loss"].transform(
+        lambda s: s.ewm(span=span, adjust=True).mean()))
+    # Thin per run (runs of one dataset share a length, so seeds stay on one grid).
+    last = it.groupby("run_id", observed=True)["iteration"].transform("max")
+    step = np.maximum(1, np.ceil(last / MAX_POINTS)).astype(int)
+    keep = (it["iteration"] % step == 0) | (it["iteration"] == 1) | (it["iteration"] == last)
+    return it.loc[keep]
+
+
+def loss_vs_iteration(res: MatrixResults, out_dir: Path | None = None,
+                      ema_span: int | None = None) -> Figure:
+    """Figure 3: training loss vs iteration (EMA-smoothed), one panel per dataset."""
+    span = ema_span or default_ema_span(res)
+    data = smoothed_losses(res, span)
+    variants = variant_table(res)
+    caption = (
+        f"Mean cross-entropy of the mini-batch each arm trained on, smoothed per run by an "
+        f"exponential moving average with span {span} iterations (α = 2/(span+1)), then "
+        f"averaged over seeds. {BAND_TEXT} Arms that choose their batches (IMPON, Selective "
+        "Backprop, ...) report the loss of the examples they chose, so their curves are not "
+        "estimates of the loss over the whole training set: higher than uniform sampling's "
+        "by construction when they pick high-loss examples, lower when they pick low ones. The y-axis is scaled to the mean lines; bands may "
+        "extend beyond it.")
+    with paper_style():
+        canvas, axes = _panel_canvas(res, len(variants), caption)
+        for panel, ax in axes.items():
+            sub = data.loc[data["panel"] == panel]
+            _draw_lines(ax, sub, "iteration", "loss_ema", variants)
+            # Limits from the mean lines, not the bands: with 2-3 seeds a t-band can be
+            # wide enough to squash every line into a corner (and below zero).
+            means = sub.groupby(["variant", "iteration"], observed=True)["loss_ema"].mean()
+            if len(means):
+                ax.set_ylim(0.0, 1.05 * float(means.max()))
+            ax.set(title=res.panel_title(panel), xlabel="iteration (optimizer step)",
+                   ylabel=f"training loss (EMA, span {span})")
+        return _finish(canvas, res, "Figure 3 · Training loss vs iteration",
+                       _variant_handles(variants), out_dir, STEMS["fig3"])
+
+
+def _cost_figure(res: MatrixResults, x: str, xlabel: str, caption: str, title: str,
+                 stem: str, out_dir: Path | None, formatter: mticker.Formatter) -> Figure:
+    """Accuracy against a cumulative cost, averaging both coordinates per epoch.
+
+    Seeds reach epoch e at slightly different costs (time varies; Selective Backprop's
+    forwards vary), so x is the seed mean of the cost at epoch e, y the seed mean of the
+    accuracy at epoch e, band the t-interval of that accuracy.
+    """
+    data = _percent(res.epochs)
+    data = data.assign(x_mean=data.groupby(["panel", "variant", "epoch"], observed=True)[x]
+                       .transform("mean"))
+    variants = variant_table(res)
+    with paper_style():
+        canvas, axes = _panel_canvas(res, len(variants), caption)
+        for panel, ax in axes.items():
+            sub = data.loc[data["panel"] == panel]
+            _draw_lines(ax, sub, "x_mean", "test_acc_pct", variants, marker="o",
+                        markersize=3)
+            ax.set(title=res.panel_title(panel), xlabel=xlabel, ylabel="test accuracy (%)")
+            ax.xaxis.set_major_formatter(formatter)
+        return _finish(canvas, res, title, _variant_handles(variants), out_dir, stem)
+
+
+def accuracy_vs_seconds(res: MatrixResults, out_dir: Path | None = None) -> Figure:
+    """Accuracy vs cumulative training wall-clock: what a method costs in time."""
+    caption = ("Test accuracy against cumulative training wall-clock seconds (sum of "
+               "`train_seconds`; evaluation time excluded, as it is the same for every arm). "
+               "One marker per epoch; x = mean over seeds of the time at that epoch. "
+               f"{BAND_TEXT} {_devices_text(res)}")
+    return _cost_figure(res, "cum_train_seconds", "training wall-clock (s, cumulative)",
+                        caption, "Accuracy vs wall-clock", STEMS["seconds"], out_dir,
+                        mticker.StrMethodFormatter("{x:,.0f}"))
+
+
+def accuracy_vs_forwards(res: MatrixResults, out_dir: Path | None = None) -> Figure:
+    """Accuracy vs examples forwarded: the compute importance sampling really spends."""
+    caption = ("Test accuracy against the cumulative number of examples passed forward "
+               "(column `forwards`: training forwards plus any forwards spent selecting or "
+               "scoring examples). One marker per epoch; x = mean over seeds at that epoch. "
+               f"{BAND_TEXT}")
+    return _cost_figure(res, "forwards", "examples forwarded (cumulative)", caption,
+                        "Accuracy vs examples forwarded", STEMS["forwards"], out_dir,
+                        mticker.EngFormatter(sep=""))
+
+
+# ------------------------------------------------------------------- bank ablation
+
+
+def ablation_arms(res: MatrixResults) -> dict[str, list[int]]:
+    """Arms with at least two bank sizes (in some dataset) -> their sorted bank sizes."""
+    df = res.epochs.dropna(subset=["bank_size"])
+    sizes = df.groupby(["arm", "panel"], observed=True)["bank_size"].unique()
+    arms: dict[str, set[int]] = {}
+    for (arm, _), values in sizes.items():
+        if len(values) >= 2:
+            arms.setdefault(arm, set()).update(int(v) for v in values)
+    return {a: sorted(arms[a]) for a in arm_order(arms)}
+
+
+def ablation_skip_reason(res: MatrixResults) -> str | None:
+    """Why Figure 4 / the ablation summary are not drawn, or None when they are."""
+    if ablation_arms(res):
+        return None
+    banks = res.epochs.dropna(subset=["bank_size"]).groupby("arm")["bank_size"].unique()
+    if banks.empty:
+        return "no arm has a bank size (no impon / loss_oracle runs)"
+    found = "; ".join(f"{a}: {', '.join(str(int(b)) for b in sorted(v))}"
+                      for a, v in banks.items())
+    return f"needs ≥2 bank sizes for one arm on one dataset; found {found}"
+
+
+def _ablation_canvas(res: MatrixResults, arms: dict[str, list[int]], n_legend: int,
+                     caption: str, legend_title: str | None = None
+                     ) -> tuple[_Canvas, dict[tuple[str, str], Axes]]:
+    """Rows = ablated arms, columns = the datasets on which they were run with a bank."""
+    banked = res.epochs.dropna(subset=["bank_size"])
+    panels = [p for p in res.panels
+              if banked.loc[banked["panel"] == p, "arm"].isin(list(arms)).any()]
+    canvas = _canvas(len(arms), len(panels), n_legend, caption, legend_title)
+    return canvas, {(arm, panel): canvas.axes[i, j] for i, arm in enumerate(arms)
+                    for j, panel in enumerate(panels)}
+
+
+def bank_size_curves(res: MatrixResults, out_dir: Path | None = None) -> Figure | None:
+    """Figure 4: test accuracy vs epoch, one line per bank size (None if no ablation).
+
+    Arms without a bank (SGD, ...) on the same dataset are drawn thin and dashed as
+    references, so the reader sees where "bank size = batch size = uniform" should land.
+    """
+    arms = ablation_arms(res)
+    if not arms:
+        return None
+    data = _percent(res.epochs)
+    all_variants = variant_table(res)
+    palette = bank_palette([b for sizes in arms.values() for b in sizes])
+    refs = all_variants.loc[all_variants["bank_size"].isna()]
+    handles = [Line2D([], [], color=palette[n], lw=2, label=f"N={n}") for n in sorted(palette)]
+    handles += [Line2D([], [], color=row["colour"], lw=1.0, linestyle="--",
+                       label=f"{v} (reference)") for v, row in refs.iterrows()]
+    caption = ("Bank-size ablation: one line per bank size N (the number of random "
+               f"candidates scored at each step to pick the batch). {BAND_TEXT} Dashed: "
+               "arms without a bank on the same dataset, mean over seeds only.")
+    with paper_style():
+        canvas, axes = _ablation_canvas(res, arms, len(handles), caption, "bank size N")
+        for (arm, panel), ax in axes.items():
+            sub = data.loc[data["panel"] == panel]
+            mine = all_variants.loc[(all_variants["arm"] == arm)
+                                    & all_variants["bank_size"].notna()]
+            colours = {v: palette[int(row["bank_size"])] for v, row in mine.iterrows()}
+            _draw_lines(ax, sub, "epoch", "test_acc_pct", mine, colours=colours,
+                        labels=lambda v, arm=arm: v.removeprefix(arm).strip(" ()") or v)
+            for variant, row in refs.iterrows():
+                ref = sub.loc[sub["variant"] == variant]
+                if not ref.empty:
+                    sns.lineplot(data=ref, x="epoch", y="test_acc_pct", ax=ax, errorbar=None,
+                                 color=row["colour"], linestyle="--", lw=1.0,
+                                 label=f"{variant} (reference)", legend=False)
+            ax.set(title=f"{arm} — {res.panel_title(panel, list(mine.index))}",
+                   xlabel="epoch", ylabel="test accuracy (%)")
+            ax.xaxis.set_major_locator(mticker.MaxNLocator(integer=True))
+        return _finish(canvas, res, "Figure 4 · Test accuracy vs epoch per bank size",
+                       handles, out_dir, STEMS["fig4"], legend_title="bank size N")
+
+
+def _checkpoint_labels(points: pd.DataFrame) -> dict[str, str]:
+    """Checkpoint -> legend label; "epoch k" is dropped when it is every run's last epoch."""
+    finals = points.loc[points["checkpoint"] == "final", "epoch"]
+    lo, hi = int(finals.min()), int(finals.max())
+    labels = {}
+    for cp in points["checkpoint"].unique():
+        if cp == "final":
+            labels[cp] = f"final (epoch {lo})" if lo == hi else f"final (epochs {lo}–{hi})"
+        elif not (lo == hi and int(cp.split()[1]) >= lo):
+            labels[cp] = cp
+    return labels
+
+
+def ablation_summary(res: MatrixResults, out_dir: Path | None = None) -> Figure | None:
+    """Accuracy at epochs 1, 5 and final against bank size (None if no ablation)."""
+    arms = ablation_arms(res)
+    if not arms:
+        return None
+    points = _percent(checkpoints(res.epochs.dropna(subset=["bank_size"])))
+    points["bank_size"] = points["bank_size"].astype(float)
+    labels = _checkpoint_labels(points)
+    palette = checkpoint_palette(list(labels.values()))
+    handles = [Line2D([], [], color=palette[lbl], marker="o", lw=2, label=lbl)
+               for lbl in labels.values()]
+    caption = ("Test accuracy at fixed epochs against bank size N (log scale). Marker: mean "
+               "over seeds; error bar: 95% Student-t confidence interval of that mean (none "
+               "with a single seed).")
+    with paper_style():
+        canvas, axes = _ablation_canvas(res, arms, len(handles), caption)
+        for (arm, panel), ax in axes.items():
+            sub = points.loc[(points["panel"] == panel) & (points["arm"] == arm)]
+            for cp, label in labels.items():
+                cp_data = sub.loc[sub["checkpoint"] == cp]
+                if cp_data.empty:
+                    continue
+                sns.lineplot(data=cp_data, x="bank_size", y="test_acc_pct", ax=ax,
+                             estimator="mean", errorbar=t_interval, err_style="bars",
+                             marker="o", color=palette[label], label=label, legend=False,
+                             err_kws={"capsize": 3})
+            sizes = arms[arm]
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(sizes, [str(n) for n in sizes])
+            ax.xaxis.set_minor_locator(mticker.NullLocator())
+            variants = sub["variant"].unique().tolist()
+            ax.set(title=f"{arm} — {res.panel_title(panel, variants)}",
+                   xlabel="bank size N", ylabel="test accuracy (%)")
+        return _finish(canvas, res, "Bank-size ablation summary", handles, out_dir,
+                       STEMS["ablation"])
+
+
+# ------------------------------------------------------------------------- driver
+
+
+@dataclass
+class FigureOutputs:
+    """What :func:`make_all` drew (name -> Figure), wrote (name -> files), skipped (-> why)."""
+
+    figures: dict[str, Figure] = field(default_factory=dict)
+    written: dict[str, list[Path]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    ema_span: int | None = None
+
+
+def make_all(res: MatrixResults, out_dir: Path, ema_span: int | None = None) -> FigureOutputs:
+    """Draw and save every figure that applies to this matrix."""
+    out = FigureOutputs(ema_span=ema_span or default_ema_span(res))
+    makers: dict[str, Callable[[], Figure | None]] = {
+        "fig2": lambda: accuracy_vs_epoch(res, out_dir),
+        "fig3": lambda: loss_vs_iteration(res, out_dir, out.ema_span),
+        "fig4": lambda: bank_size_curves(res, out_dir),
+        "ablation": lambda: ablation_summary(res, out_dir),
+        "seconds": lambda: accuracy_vs_seconds(res, out_dir),
+        "forwards": lambda: accuracy_vs_forwards(res, out_dir),
+    }
+    for name, make in makers.items():
+        fig = make()
+        if fig is None:
+            out.skipped[name] = ablation_skip_reason(res) or "not applicable"
+        else:
+            out.figures[name] = fig
+            out.written[name] = [out_dir / f"{STEMS[name]}.{fmt}" for fmt in ("png", "pdf")]
+    return out

@@ -1,0 +1,303 @@
+"""``report.md``: the numbers behind the figures, per dataset, plus the figures inline.
+
+Why a report next to the figures: curves show shape, but a reader comparing methods
+wants the numbers (accuracy at fixed epochs, cost to reach an accuracy) with their
+spread over seeds, and wants to know which runs are *not* in them.
+
+Conventions (also written into the report itself):
+- "mean ± std" is the mean over seeds and the sample standard deviation (ddof = 1);
+- cost to reach a level is read at the end of the first epoch whose test accuracy is at
+  least the level (one-epoch resolution); an arm gets a number only if *every* seed
+  reached the level, otherwise "not reached (k/n)": averaging only the seeds that made
+  it would flatter the arm.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .aggregate import MatrixResults, atomic_path, checkpoints, seed_stats
+from .figures import STEMS, FigureOutputs, ablation_arms, variant_table
+
+#: Accuracy levels, as fractions of the best final (seed-mean) accuracy on a dataset.
+#: Relative levels work for any dataset and run length; the absolute value is printed.
+LEVEL_FRACTIONS: tuple[float, ...] = (0.5, 0.75, 0.9)
+
+#: (column in summary, table heading, number format) of the cost-to-reach tables.
+COSTS: tuple[tuple[str, str, str], ...] = (
+    ("cum_train_seconds", "Training seconds", "{:,.1f}"),
+    ("backprops", "Backprops (examples trained on)", "{:,.0f}"),
+    ("forwards", "Examples forwarded", "{:,.0f}"),
+)
+
+FIGURE_TITLES = {
+    "fig2": "Figure 2 — test accuracy vs epoch",
+    "fig3": "Figure 3 — training loss vs iteration",
+    "fig4": "Figure 4 — test accuracy vs epoch per bank size",
+    "ablation": "Bank-size ablation summary",
+    "seconds": "Accuracy vs training wall-clock",
+    "forwards": "Accuracy vs examples forwarded",
+}
+
+_TOL = 1e-9  # accuracies are read back from CSV: "≥ level" must not fail on rounding
+
+
+# ---------------------------------------------------------------------- tables (data)
+
+
+def accuracy_table(res: MatrixResults, panel: str) -> pd.DataFrame:
+    """Per variant: seeds and mean/std test accuracy (fraction) at epoch 1, 5 and final.
+
+    Columns: ``variant, n, <checkpoint>_mean, <checkpoint>_std`` for checkpoints
+    ``epoch 1``, ``epoch 5``, ``final``; plus ``final_epoch`` (e.g. "30" or "28–30").
+    """
+    epochs = res.epochs.loc[res.epochs["panel"] == panel]
+    points = checkpoints(epochs)
+    stats = seed_stats(points, ["variant", "checkpoint"], "test_acc")
+    wide = stats.pivot(index="variant", columns="checkpoint", values=["mean", "std"])
+    wide.columns = [f"{cp}_{stat}" for stat, cp in wide.columns]
+    order = [v for v in variant_table(res, epochs).index]
+    table = wide.reindex(order)
+    table.insert(0, "n", epochs.groupby("variant")["seed"].nunique().reindex(order))
+    finals = points.loc[points["checkpoint"] == "final"].groupby("variant")["epoch"]
+    table["final_epoch"] = [_span(finals.min()[v], finals.max()[v]) for v in order]
+    return table.reset_index()
+
+
+def accuracy_levels(res: MatrixResults, panel: str,
+                    fractions: Sequence[float] = LEVEL_FRACTIONS
+                    ) -> tuple[pd.Series, str, float]:
+    """Absolute levels (fraction -> accuracy) for a dataset, the best variant and its accuracy.
+
+    "Best" is the highest seed-mean accuracy at the final epoch over all arms.
+    """
+    epochs = res.epochs.loc[res.epochs["panel"] == panel]
+    final = checkpoints(epochs).query("checkpoint == 'final'")
+    means = final.groupby("variant")["test_acc"].mean()
+    best = means.idxmax()
+    levels = pd.Series({f: f * means.max() for f in fractions}, name="level")
+    return levels, str(best), float(means.max())
+
+
+def cost_to_reach(res: MatrixResults, panel: str,
+                  fractions: Sequence[float] = LEVEL_FRACTIONS) -> pd.DataFrame:
+    """Per variant x level: cost columns at the first epoch reaching the level, over seeds.
+
+    Columns: ``variant, fraction, level, n, reached`` and ``<cost>_mean``, ``<cost>_std``
+    for each cost in COSTS; the means are NaN unless every seed reached the level.
+    """
+    epochs = res.epochs.loc[res.epochs["panel"] == panel].sort_values(["run_id", "epoch"])
+    levels, _, _ = accuracy_levels(res, panel, fractions)
+    runs = epochs.groupby("run_id")[["variant", "seed"]].first()
+    rows = []
+    for fraction, level in levels.items():
+        hit = epochs.loc[epochs["test_acc"] >= level - _TOL]
+        first = hit.groupby("run_id").head(1).set_index("run_id")
+        per_run = runs.join(first[[c for c, _, _ in COSTS]], how="left")
+        for variant, group in per_run.groupby("variant", sort=False):
+            reached = int(group[COSTS[0][0]].notna().sum())
+            row = {"variant": variant, "fraction": fraction, "level": level,
+                   "n": len(group), "reached": reached}
+            for col, _, _ in COSTS:
+                ok = reached == len(group)
+                row[f"{col}_mean"] = group[col].mean() if ok else np.nan
+                row[f"{col}_std"] = group[col].std(ddof=1) if ok and len(group) > 1 else np.nan
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def ablation_table(res: MatrixResults, panel: str, arm: str) -> pd.DataFrame:
+    """Per bank size of one arm: seeds and mean/std accuracy at epoch 1, 5 and final."""
+    epochs = res.epochs.loc[(res.epochs["panel"] == panel) & (res.epochs["arm"] == arm)
+                            & res.epochs["bank_size"].notna()]
+    if epochs.empty:
+        return pd.DataFrame()
+    points = checkpoints(epochs)
+    stats = seed_stats(points, ["variant", "bank_size", "checkpoint"], "test_acc")
+    wide = stats.pivot(index=["bank_size", "variant"], columns="checkpoint",
+                       values=["mean", "std"])
+    wide.columns = [f"{cp}_{stat}" for stat, cp in wide.columns]
+    wide = wide.sort_index().reset_index()
+    wide.insert(2, "n", wide["variant"].map(epochs.groupby("variant")["seed"].nunique()))
+    return wide
+
+
+# ------------------------------------------------------------------------ formatting
+
+
+def _span(lo: float, hi: float) -> str:
+    return f"{int(lo)}" if lo == hi else f"{int(lo)}–{int(hi)}"
+
+
+def fmt_mean_std(mean: float, std: float, fmt: str = "{:.2f}", scale: float = 1.0) -> str:
+    """``"45.00 ± 1.41"``; just the mean when std is undefined (one seed); "—" when missing."""
+    if mean is None or pd.isna(mean):
+        return "—"
+    text = fmt.format(mean * scale)
+    if std is not None and not pd.isna(std):
+        text += f" ± {fmt.format(std * scale)}"
+    return text
+
+
+def md_table(header: Sequence[str], rows: Sequence[Sequence[object]],
+             numeric: bool = True) -> str:
+    """A GitHub-flavoured Markdown table (no dependency on ``tabulate``).
+
+    The first column is left-aligned; the others right-aligned when ``numeric``.
+    """
+    def cell(x: object) -> str:
+        return str(x).replace("|", "\\|").replace("\n", " ")
+    lines = ["| " + " | ".join(cell(h) for h in header) + " |",
+             "|" + "|".join(":---" if i == 0 or not numeric else "---:"
+                            for i in range(len(header))) + "|"]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _accuracy_section(res: MatrixResults, panel: str) -> list[str]:
+    table = accuracy_table(res, panel)
+    final_epochs = sorted(set(table["final_epoch"]))
+    final_head = f"final (epoch {final_epochs[0]})" if len(final_epochs) == 1 else "final"
+    header = ["arm", "seeds", "epoch 1", "epoch 5", final_head]
+    if len(final_epochs) > 1:
+        header.append("final epoch")
+    rows = []
+    for _, r in table.iterrows():
+        row = [r["variant"], int(r["n"])]
+        for cp in ("epoch 1", "epoch 5", "final"):
+            row.append(fmt_mean_std(r.get(f"{cp}_mean"), r.get(f"{cp}_std"), scale=100))
+        if len(final_epochs) > 1:
+            row.append(r["final_epoch"])
+        rows.append(row)
+    return ["**Test accuracy (%)**, mean ± std over seeds:", "", md_table(header, rows), ""]
+
+
+def _cost_section(res: MatrixResults, panel: str) -> list[str]:
+    levels, best, best_acc = accuracy_levels(res, panel)
+    costs = cost_to_reach(res, panel)
+    order = list(variant_table(res, res.epochs.loc[res.epochs["panel"] == panel]).index)
+    level_heads = [f"≥ {lvl * 100:.2f}% ({frac:.0%} of best)" for frac, lvl in levels.items()]
+    fractions = ", ".join(f"{f:.0%}" for f in levels.index)
+    absolute = ", ".join(f"{lvl * 100:.2f}%" for lvl in levels)
+    out = [f"**Cost to reach an accuracy level.** Levels are {fractions} of the best final "
+           f"mean accuracy on this dataset ({best_acc * 100:.2f}%, `{best}`), i.e. {absolute} "
+           "test accuracy. "
+           "Cost is read at the end of the first epoch whose accuracy reaches the level; "
+           "mean ± std over seeds. *not reached (k/n)*: only k of n seeds got there, and no "
+           "number is given, because averaging only the seeds that did would flatter the arm.",
+           ""]
+    for col, title, fmt in COSTS:
+        rows = []
+        for variant in order:
+            row = [variant]
+            for frac in levels.index:
+                r = costs.loc[(costs["variant"] == variant) & (costs["fraction"] == frac)]
+                if r.empty:
+                    row.append("—")
+                    continue
+                r = r.iloc[0]
+                if r["reached"] < r["n"]:
+                    row.append(f"not reached ({int(r['reached'])}/{int(r['n'])})")
+                else:
+                    row.append(fmt_mean_std(r[f"{col}_mean"], r[f"{col}_std"], fmt))
+            rows.append(row)
+        out += [f"*{title} to reach*:", "", md_table(["arm", *level_heads], rows), ""]
+    return out
+
+
+def _ablation_section(res: MatrixResults) -> list[str]:
+    arms = ablation_arms(res)
+    if not arms:
+        return []
+    out = ["## Bank-size ablation", "",
+           "Test accuracy (%) by bank size N, mean ± std over seeds.", ""]
+    for panel in res.panels:
+        for arm in arms:
+            table = ablation_table(res, panel, arm)
+            if table.empty:
+                continue
+            rows = [[r["variant"], int(r["bank_size"]), int(r["n"]),
+                     *[fmt_mean_std(r.get(f"{cp}_mean"), r.get(f"{cp}_std"), scale=100)
+                       for cp in ("epoch 1", "epoch 5", "final")]]
+                    for _, r in table.iterrows()]
+            out += [f"### {arm} — {res.panel_title(panel, list(table['variant']))}", "",
+                    md_table(["variant", "N", "seeds", "epoch 1", "epoch 5", "final"], rows),
+                    ""]
+    return out
+
+
+def _left_out_section(res: MatrixResults) -> list[str]:
+    left = res.left_out
+    out = ["## Runs left out", ""]
+    if left.empty:
+        return out + ["None: every run folder is finished (`done`) and used above.", ""]
+    rows = [[r["run_id"], r["status"], r["reason"], _one_line(r["error"])]
+            for _, r in left.iterrows()]
+    return out + [f"{len(left)} run folder(s) are not in any table or figure:", "",
+                  md_table(["run", "status", "reason", "error"], rows, numeric=False), ""]
+
+
+def _one_line(text: object, limit: int = 160) -> str:
+    if text is None or (isinstance(text, float) and np.isnan(text)):
+        return ""
+    first = str(text).strip().splitlines()[0] if str(text).strip() else ""
+    return first if len(first) <= limit else first[: limit - 1] + "…"
+
+
+def _figures_section(figures: FigureOutputs | None) -> list[str]:
+    if figures is None:
+        return []
+    out = ["## Figures", ""]
+    for name, title in FIGURE_TITLES.items():
+        if name in figures.written:
+            out += [f"### {title}", "", f"![{title}](figures/{STEMS[name]}.png)", "",
+                    f"PDF: [figures/{STEMS[name]}.pdf](figures/{STEMS[name]}.pdf)", ""]
+        elif name in figures.skipped:
+            out += [f"### {title}", "", f"*Not drawn: {figures.skipped[name]}.*", ""]
+    return out
+
+
+def render_report(res: MatrixResults, figures: FigureOutputs | None = None) -> str:
+    """The whole report as Markdown text."""
+    runs = res.runs
+    used = int(runs["included"].sum())
+    devices = sorted({d for d in runs.loc[runs["included"], "device"] if d})
+    lines = [
+        f"# Results — matrix `{res.matrix}`", "",
+        f"Generated by `python -m plots {res.matrix}` from the run folders in "
+        f"`{res.root.name}/`. Raw per-epoch data: [summary.csv](summary.csv).", "",
+        f"- Runs used: **{used}** of {len(runs)} run folders (status `done`); "
+        f"left out: {len(runs) - used} (listed at the end).",
+        f"- Devices: {', '.join(devices) if devices else 'not recorded'}"
+        + (" — wall-clock numbers are comparable only within one device." if len(devices) > 1
+           else "."),
+        "- Numbers: mean ± sample standard deviation (ddof = 1) over seeds; figures show the "
+        "mean with a 95% Student-t confidence interval.",
+        "- Training seconds: cumulative `train_seconds` (evaluation excluded). Backprops: "
+        "examples trained on. Forwards: all examples passed forward, selection included.",
+    ]
+    if figures is not None and figures.ema_span:
+        span = figures.ema_span
+        lines.append(f"- Figure 3 smoothing: per-run EMA, span {span} iteration"
+                     + ("s." if span != 1 else " (no smoothing)."))
+    lines.append("")
+    for panel in res.panels:
+        lines += [f"## {res.panel_title(panel)}", ""]
+        lines += _accuracy_section(res, panel)
+        lines += _cost_section(res, panel)
+    lines += _ablation_section(res)
+    lines += _figures_section(figures)
+    lines += _left_out_section(res)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_report(res: MatrixResults, figures: FigureOutputs | None = None,
+                 path: Path | None = None) -> Path:
+    """Write ``report.md`` into the matrix folder (atomically) and return its path."""
+    path = path or res.root / "report.md"
+    with atomic_path(path) as tmp:
+        tmp.write_text(render_report(res, figures), encoding="utf-8")
+    return path
