@@ -50,6 +50,7 @@ BAND_TEXT = ("Line: mean over seeds; band: 95% Student-t confidence interval of 
              "(none with a single seed).")
 PANEL_W, PANEL_H = 4.4, 3.3
 LEGEND_COLS = 5
+MIN_WIDTH = 6.4
 
 
 # ------------------------------------------------------------------------ helpers
@@ -92,7 +93,7 @@ class _Canvas:
 
 def _canvas(n_rows: int, n_cols: int, n_legend: int, caption: str,
             legend_title: str | None = None) -> _Canvas:
-    width = PANEL_W * n_cols
+    width = max(PANEL_W * n_cols, MIN_WIDTH)  # room for the caption of a one-panel figure
     text = textwrap.fill(caption, int(width * 15))
     legend_rows = math.ceil(n_legend / min(max(n_legend, 1), LEGEND_COLS))
     legend_h = 0.27 * legend_rows + (0.25 if legend_title else 0.0) + 0.1

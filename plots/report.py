@@ -274,7 +274,8 @@ def render_report(res: MatrixResults, figures: FigureOutputs | None = None) -> s
         f"- Devices: {', '.join(devices) if devices else 'not recorded'}"
         + (" — wall-clock numbers are comparable only within one device." if len(devices) > 1
            else "."),
-        "- Numbers: mean ± sample standard deviation (ddof = 1) over seeds; figures show the "
+        "- Numbers: mean ± sample standard deviation (ddof = 1) over seeds (one seed: value "
+        "only); figures show the "
         "mean with a 95% Student-t confidence interval.",
         "- Training seconds: cumulative `train_seconds` (evaluation excluded). Backprops: "
         "examples trained on. Forwards: all examples passed forward, selection included.",
