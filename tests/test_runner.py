@@ -174,3 +174,7 @@ def test_jobs_run_in_parallel_processes(tmp_path, tiny_root, tiny_defaults, caps
                "--no-download", "--device", "cpu", "--jobs", "2"])
     assert rc == 0, capsys.readouterr()
     assert set(_statuses(tmp_path / "r").values()) == {"done"}
+    # each of the 2 workers gets its share of the cores (no thread oversubscription)
+    share = max(1, len(os.sched_getaffinity(0)) // 2)
+    for run_json in (tmp_path / "r").glob("*/*/run.json"):
+        assert f"{share} threads" in json.loads(run_json.read_text())["device"]
