@@ -48,6 +48,9 @@ MAX_POINTS = 400
 
 BAND_TEXT = ("Line: mean over seeds; band: 95% Student-t confidence interval of that mean "
              "(none with a single seed).")
+ACC_BAND_TEXT = ("Line: mean over seeds; band: 95% Student-t confidence interval of that "
+                 "mean, clipped to the possible 0–100% (none with a single seed).")
+ACC_BOUNDS = (0.0, 100.0)
 PANEL_W, PANEL_H = 4.4, 3.3
 LEGEND_COLS = 5
 MIN_WIDTH = 6.4
@@ -121,14 +124,30 @@ def _panel_canvas(res: MatrixResults, n_legend: int, caption: str
 
 def _draw_lines(ax: Axes, data: pd.DataFrame, x: str, y: str, variants: pd.DataFrame,
                 colours: dict[str, object] | None = None,
-                labels: Callable[[str], str] | None = None, **kws: object) -> None:
-    """Mean-over-seeds line (+ t-interval band) of each variant present in ``data``."""
+                labels: Callable[[str], str] | None = None,
+                bounds: tuple[float, float] | None = None, **kws: object) -> None:
+    """Mean-over-seeds line (+ t-interval band) of each variant present in ``data``.
+
+    ``bounds`` clips the band to the values the quantity can take (accuracy: 0-100%).
+    With two seeds the t-interval is ±12.7 standard errors and would otherwise reach far
+    below 0% and above 100%, stretching the axis until the mean lines are unreadable.
+    """
+    errorbar: Callable[[np.ndarray], tuple[float, float]] = t_interval
+    if bounds is not None:
+        lo, hi = bounds
+
+        def errorbar(values: np.ndarray) -> tuple[float, float]:
+            a, b = t_interval(values)
+            return (min(max(a, lo), hi), min(max(b, lo), hi))
+
+    # Many overlapping bands turn into one mud-coloured block: fainter bands past 4 lines.
+    kws.setdefault("err_kws", {"alpha": 0.2 if len(variants) <= 4 else 0.1})
     for variant, row in variants.iterrows():
         sub = data.loc[data["variant"] == variant]
         if sub.empty:
             continue
         colour = colours[variant] if colours else row["colour"]
-        sns.lineplot(data=sub, x=x, y=y, ax=ax, estimator="mean", errorbar=t_interval,
+        sns.lineplot(data=sub, x=x, y=y, ax=ax, estimator="mean", errorbar=errorbar,
                      color=colour, linestyle=row["dash"] if not colours else "-",
                      label=labels(variant) if labels else variant, legend=False, **kws)
 
@@ -197,12 +216,12 @@ def accuracy_vs_epoch(res: MatrixResults, out_dir: Path | None = None) -> Figure
     variants = variant_table(res)
     data = _percent(res.epochs)
     caption = ("Test accuracy on the whole test split after each epoch (epoch 0 = before "
-               f"training). {BAND_TEXT}")
+               f"training). {ACC_BAND_TEXT}")
     with paper_style():
         canvas, axes = _panel_canvas(res, len(variants), caption)
         for panel, ax in axes.items():
             sub = data.loc[data["panel"] == panel]
-            _draw_lines(ax, sub, "epoch", "test_acc_pct", variants)
+            _draw_lines(ax, sub, "epoch", "test_acc_pct", variants, bounds=ACC_BOUNDS)
             ax.set(title=res.panel_title(panel), xlabel="epoch", ylabel="test accuracy (%)")
             ax.xaxis.set_major_locator(mticker.MaxNLocator(integer=True))
         return _finish(canvas, res, "Figure 2 · Test accuracy vs epoch",
@@ -284,8 +303,8 @@ def _cost_figure(res: MatrixResults, x: str, xlabel: str, caption: str, title: s
         canvas, axes = _panel_canvas(res, len(variants), caption)
         for panel, ax in axes.items():
             sub = data.loc[data["panel"] == panel]
-            _draw_lines(ax, sub, "x_mean", "test_acc_pct", variants, marker="o",
-                        markersize=3)
+            _draw_lines(ax, sub, "x_mean", "test_acc_pct", variants, bounds=ACC_BOUNDS,
+                        marker="o", markersize=3)
             ax.set(title=res.panel_title(panel), xlabel=xlabel, ylabel="test accuracy (%)")
             ax.xaxis.set_major_formatter(formatter)
         return _finish(canvas, res, title, _variant_handles(variants), out_dir, stem)
@@ -296,7 +315,7 @@ def accuracy_vs_seconds(res: MatrixResults, out_dir: Path | None = None) -> Figu
     caption = ("Test accuracy against cumulative training wall-clock seconds (sum of "
                "`train_seconds`; evaluation time excluded, as it is the same for every arm). "
                "One marker per epoch; x = mean over seeds of the time at that epoch. "
-               f"{BAND_TEXT} {_devices_text(res)}")
+               f"{ACC_BAND_TEXT} {_devices_text(res)}")
     return _cost_figure(res, "cum_train_seconds", "training wall-clock (s, cumulative)",
                         caption, "Accuracy vs wall-clock", STEMS["seconds"], out_dir,
                         mticker.StrMethodFormatter("{x:,.0f}"))
@@ -307,7 +326,7 @@ def accuracy_vs_forwards(res: MatrixResults, out_dir: Path | None = None) -> Fig
     caption = ("Test accuracy against the cumulative number of examples passed forward "
                "(column `forwards`: training forwards plus any forwards spent selecting or "
                "scoring examples). One marker per epoch; x = mean over seeds at that epoch. "
-               f"{BAND_TEXT}")
+               f"{ACC_BAND_TEXT}")
     return _cost_figure(res, "forwards", "examples forwarded (cumulative)", caption,
                         "Accuracy vs examples forwarded", STEMS["forwards"], out_dir,
                         mticker.EngFormatter(sep=""))
@@ -368,7 +387,7 @@ def bank_size_curves(res: MatrixResults, out_dir: Path | None = None) -> Figure 
     handles += [Line2D([], [], color=row["colour"], lw=1.0, linestyle="--",
                        label=f"{v} (reference)") for v, row in refs.iterrows()]
     caption = ("Bank-size ablation: one line per bank size N (the number of random "
-               f"candidates scored at each step to pick the batch). {BAND_TEXT} Dashed: "
+               f"candidates scored at each step to pick the batch). {ACC_BAND_TEXT} Dashed: "
                "arms without a bank on the same dataset, mean over seeds only.")
     with paper_style():
         canvas, axes = _ablation_canvas(res, arms, len(handles), caption, "bank size N")
@@ -378,7 +397,7 @@ def bank_size_curves(res: MatrixResults, out_dir: Path | None = None) -> Figure 
                                     & all_variants["bank_size"].notna()]
             colours = {v: palette[int(row["bank_size"])] for v, row in mine.iterrows()}
             _draw_lines(ax, sub, "epoch", "test_acc_pct", mine, colours=colours,
-                        labels=lambda v, arm=arm: v.removeprefix(arm).strip(" ()") or v)
+                        bounds=ACC_BOUNDS, labels=lambda v, arm=arm: v.removeprefix(arm).strip(" ()") or v)
             for variant, row in refs.iterrows():
                 ref = sub.loc[sub["variant"] == variant]
                 if not ref.empty:

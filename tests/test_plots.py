@@ -229,6 +229,21 @@ def test_figure2_lines_are_seed_means_with_t_band(main_matrix):
             assert top == pytest.approx(100 * (0.1 + slope * EPOCHS + half), abs=1e-3)
 
 
+def test_accuracy_band_is_clipped_to_0_100(tmp_path):
+    # seeds at 90% and 99%: the 2-seed t-interval reaches ~151% and must stop at 100%,
+    # while its lower edge (within range) stays the exact t-interval.
+    runs = [FakeRun(arm="sgd", seed=s, matrix="clip", epochs=2,
+                    acc=lambda e, s=s: 0.9 + 0.09 * s) for s in (0, 1)]
+    write_matrix(tmp_path / "clip", runs)
+    fig = accuracy_vs_epoch(load_matrix(tmp_path / "clip"))
+    (ax,) = panels(fig)
+    verts = ax.collections[0].get_paths()[0].vertices
+    half = T_975_DOF1 * float(np.std([90.0, 99.0], ddof=1)) / math.sqrt(2)
+    assert verts[:, 1].max() == pytest.approx(100.0)
+    assert verts[:, 1].min() == pytest.approx(94.5 - half, abs=1e-6)
+    assert "clipped to the possible 0–100%" in figure_caption(fig)
+
+
 def test_legend_entries_are_the_arms(main_matrix):
     _, _, outputs = main_matrix
     for name in ("fig2", "fig3", "seconds", "forwards"):
