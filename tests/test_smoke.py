@@ -1,4 +1,5 @@
-"""CI smoke run: smoke.yaml end to end on tiny datasets in the real torchvision file formats.
+"""CI smoke run: smoke.yaml end to end on tiny datasets in the real torchvision file formats,
+then its figures and report drawn from the CSVs it wrote.
 
 The official archives cannot be downloaded in CI, so tiny CIFAR-10/CIFAR-100 pickle
 batches and SVHN .mat files are written to a temporary data root and read through the
@@ -8,9 +9,12 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 
 from benchmarks.cli import main
+from plots import make_plots
+from plots.figures import STEMS, figure_legend
 from data_fixtures import make_cifar10_dir, make_cifar100_dir, make_svhn_dir, relaxed_checksums
 
 
@@ -46,3 +50,34 @@ def test_smoke_matrix_end_to_end(tmp_path, capsys):
         if arm == "impon":  # diagnose_every 4: the bank scored every 4th step
             assert last.forwards == last.backprops + 64 * (len(it) // 4)
             assert {"impon_spearman", "impon_precision_at_b"} <= set(ep.columns)
+
+    # ---- the figures of that matrix, from its CSVs alone
+    res, outputs = make_plots(results / "smoke")
+    assert res.runs["included"].all() and len(res.runs) == 24
+    arms = ["sgd", "adam", "selective_backprop", "p_sgd", "c_sgd", "impon", "impon_low",
+            "loss_oracle"]
+    fig2 = outputs.figures["fig2"]
+    assert sorted(figure_legend(fig2)) == sorted(arms)
+    axes = {ax.get_title().split()[0]: ax for ax in fig2.axes if ax.get_visible()
+            and ax.get_title()}
+    assert set(axes) == {"svhn", "cifar10", "cifar100"}
+    for name, ax in axes.items():
+        assert "[subset]" in ax.get_title() and "512" in ax.get_title(), ax.get_title()
+        lines = {ln.get_label(): ln for ln in ax.lines if not ln.get_label().startswith("_")}
+        assert set(lines) == set(arms)
+        for run in runs:  # one seed: each plotted line is that run's epochs.csv, in percent
+            info = json.loads((run / "run.json").read_text())
+            if info["spec"]["dataset"] != name:
+                continue
+            ep = pd.read_csv(run / "epochs.csv")
+            line = lines[info["spec"]["arm"]]
+            np.testing.assert_allclose(line.get_xdata(), ep.epoch)
+            np.testing.assert_allclose(line.get_ydata(), 100 * ep.test_acc, atol=1e-6)
+    for name in ("fig2", "fig3", "seconds", "forwards"):
+        for fmt in ("png", "pdf"):
+            assert (results / "smoke" / "figures" / f"{STEMS[name]}.{fmt}").stat().st_size > 0
+    assert "fig4" in outputs.skipped  # one bank size per arm: no bank-size ablation to draw
+    summary = pd.read_csv(results / "smoke" / "summary.csv")
+    assert len(summary) == 24 * 3 and set(summary.arm) == set(arms)
+    report = (results / "smoke" / "report.md").read_text()
+    assert all(d in report for d in ("svhn", "cifar10", "cifar100"))
