@@ -16,7 +16,10 @@ from benchmarks.errors import UserError
 from data_fixtures import (make_cifar10_dir, make_cifar100_dir, make_prepared, make_svhn_dir,
                            relaxed_checksums, relaxed_torchvision_checksums, write_prepared)
 
-SHARED = Path("/work/shared/data")
+# ../shared/data beside the checkout (as in CI), else the development machine's copy.
+SHARED = next((p for p in (Path(__file__).resolve().parents[2] / "shared" / "data",
+                           Path("/work/shared/data")) if (p / "cifar10-5k").is_dir()),
+              Path("/work/shared/data"))
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 relaxed = relaxed_torchvision_checksums  # the fixture, under a short name
