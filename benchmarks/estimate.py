@@ -46,8 +46,16 @@ def dataset_sizes(name: str, data_root: str | Path, subset: dict | None) -> tupl
 
 @lru_cache(maxsize=None)
 def step_seconds(device: str, width: float, batch_size: int, num_classes: int, amp: bool,
-                 channels_last: bool, steps: int = 3) -> float:
-    """Median seconds of one ResNet-18 training step (synthetic data, after warm-up)."""
+                 channels_last: bool, budget_s: float = 3.0, max_steps: int = 12) -> float:
+    """Seconds of one ResNet-18 training step (synthetic data), once warmed up.
+
+    Steps until ``budget_s`` is spent (at least 4, at most ``max_steps``) and takes the
+    median of the second half. Why not "one warm-up step, then a few": on CPU the first
+    five or so steps run up to 2x slower (allocator and oneDNN warm-up; measured on a
+    width-0.25 ResNet-18, batch 128: 0.96, 0.40, 0.41, 0.41, 0.35, then 0.21-0.27 s),
+    which made estimates ~2x too high. A slow device (width 1 on CPU, ~4 s/step) still
+    stops after 4 steps.
+    """
     dev = torch.device(device)
     net = models.build("resnet18", num_classes, width=width).to(dev)
     x = torch.randn(batch_size, 3, 32, 32, device=dev)
@@ -55,8 +63,8 @@ def step_seconds(device: str, width: float, batch_size: int, num_classes: int, a
         net, x = net.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
     y = torch.randint(0, num_classes, (batch_size,), device=dev)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-    times = []
-    for i in range(steps + 1):
+    times: list[float] = []
+    while len(times) < max_steps and (len(times) < 4 or sum(times) < budget_s):
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         t0 = time.perf_counter()
@@ -67,9 +75,8 @@ def step_seconds(device: str, width: float, batch_size: int, num_classes: int, a
         opt.step()
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
-        if i:
-            times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times[len(times) // 2:]))
 
 
 def sampler_factor(spec: RunSpec) -> float:

@@ -114,3 +114,20 @@ def test_run_id_readable_and_stable():
     assert c.run_id != a.run_id
     with pytest.raises(UserError):
         RunSpec.from_dict({"seed": 0})  # dataset required
+
+
+def test_cpu_guard_asks_for_yes_before_a_long_matrix(tmp_path, tiny_root, tiny_defaults, capsys,
+                                                     done_results):
+    # A million epochs of the tiny run: the measured estimate is far beyond two hours on
+    # any CPU, so the runner must refuse without --yes, point to the short matrices, and
+    # start nothing. (The dry run still prints the estimate.)
+    before = _snapshot(done_results)
+    m = write_matrix(tmp_path / "long.yaml", {**tiny_defaults, "epochs": 1_000_000},
+                     {"arm": [{"name": "sgd"}]})
+    rc, out, err = _cli(capsys, m, tiny_root, done_results)
+    assert rc == 2 and "Traceback" not in err
+    assert "pass --yes" in err and "make smoke" in err and "cpu-mini" in err, err
+    assert "h on this CPU" in err
+    assert _snapshot(done_results) == before
+    rc, out, _ = _cli(capsys, m, tiny_root, done_results, "--dry-run")
+    assert rc == 0 and "estimated cost of the runs to do" in out
