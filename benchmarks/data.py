@@ -27,6 +27,8 @@ per-image stds, not the dataset std.)
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import logging
 import os
@@ -382,18 +384,46 @@ def _load_torchvision(name: str, root: Path, download: bool) -> tuple[Split, Spl
         raise UserError(f"{name}: no data at {where}{detail}; {_FIX_HINT}")
     if missing:
         _ensure_writable(name, folder)
-    try:
-        tr, te = _construct(name, folder, download=bool(missing))
-    except RuntimeError as e:
-        if missing:
+    with _download_lock(folder) if download else contextlib.nullcontext():
+        # Under the lock, look again: another runner may have fetched the files meanwhile.
+        missing = [p for p in files if not p.is_file()]
+        try:
+            tr, te = _construct(name, folder, download=bool(missing))
+        except RuntimeError as e:
+            if missing:
+                raise UserError(f"{name}: download into {folder} failed ({e}); {_FIX_HINT}") from e
+            if not download:
+                raise UserError(f"{name}: files at {where} are corrupted or incomplete (torchvision "
+                                f"checksum failed); delete them and {_FIX_HINT}") from e
+            tr, te = _download(name, folder)
+        except OSError as e:  # network errors (URLError is an OSError), disk full, ...
             raise UserError(f"{name}: download into {folder} failed ({e}); {_FIX_HINT}") from e
-        if not download:
-            raise UserError(f"{name}: files at {where} are corrupted or incomplete (torchvision checksum "
-                            f"failed); delete them and {_FIX_HINT}") from e
-        tr, te = _download(name, folder)
-    except OSError as e:  # network errors (URLError is an OSError), disk full, ...
-        raise UserError(f"{name}: download into {folder} failed ({e}); {_FIX_HINT}") from e
     return _to_split(name, tr), _to_split(name, te)
+
+
+@contextlib.contextmanager
+def _download_lock(folder: Path) -> Iterator[None]:
+    """Hold ``folder/.download.lock`` (flock) while torchvision checks or fetches files.
+
+    Why: two runners (or ``--jobs`` workers, or SLURM tasks) reaching a dataset for the
+    first time would otherwise download and extract into the same folder at once, and one
+    could read the other's half-written archive, fail its checksum and start again over
+    it. With the lock the second waits, then finds the files complete. A folder we cannot
+    write to cannot be downloaded into either, so no lock is taken there (read-only copies
+    of the data keep working).
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / ".download.lock", "a")
+    except OSError:
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _download(name: str, folder: Path) -> tuple[Any, Any]:

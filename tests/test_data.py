@@ -411,3 +411,29 @@ def test_download_true_uses_present_files_and_wraps_failures(tmp_path: Path, mon
     with pytest.raises(UserError) as e:
         load_splits("svhn", tmp_path / "fresh", download=True)
     assert "download into" in str(e.value) and str(tmp_path / "fresh" / "svhn") in str(e.value)
+
+
+def test_first_load_waits_for_another_runners_download(tmp_path: Path) -> None:
+    # While another process holds the dataset's download lock (as during a download),
+    # a loader that may download must wait, not fetch/extract into the same folder at once.
+    import fcntl
+    import subprocess
+    import sys
+    import time
+
+    make_cifar10_dir(tmp_path, 2, 3)
+    folder = tmp_path / "cifar10"
+    tests = Path(__file__).resolve().parent
+    code = ("import sys; sys.path.insert(0, sys.argv[1]);"
+            "from data_fixtures import relaxed_checksums; from benchmarks.data import load_splits\n"
+            "with relaxed_checksums(): load_splits('cifar10', sys.argv[2], download=True)")
+    with open(folder / ".download.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        proc = subprocess.Popen([sys.executable, "-c", code, str(tests), str(tmp_path)],
+                                cwd=tests.parent)
+        time.sleep(3.0)
+        assert proc.poll() is None, "loader did not wait for the download lock"
+        assert not (folder / "train.npz").exists()
+        fcntl.flock(held, fcntl.LOCK_UN)
+    assert proc.wait(timeout=120) == 0
+    assert (folder / "train.npz").is_file() and (folder / "test.npz").is_file()
