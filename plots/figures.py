@@ -184,12 +184,17 @@ def figure_caption(fig: Figure) -> str:
 
 
 def save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
-    """Save ``fig`` as ``stem.png`` (150 dpi) and ``stem.pdf``, each written atomically."""
+    """Save ``fig`` as ``stem.png`` (150 dpi) and ``stem.pdf``, each written atomically.
+
+    No creation date in the PDF: the same CSVs then give byte-identical files, so
+    regenerating committed figures shows no spurious change in git.
+    """
     paths = []
     for fmt in ("png", "pdf"):
         path = out_dir / f"{stem}.{fmt}"
+        meta = {"CreationDate": None} if fmt == "pdf" else None
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight")
+            fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight", metadata=meta)
         paths.append(path)
     return paths
 
