@@ -28,7 +28,6 @@ per-image stds, not the dataset std.)
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import logging
 import os
@@ -42,6 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from . import io
 from .errors import UserError
 
 log = logging.getLogger(__name__)
@@ -412,18 +412,13 @@ def _download_lock(folder: Path) -> Iterator[None]:
     write to cannot be downloaded into either, so no lock is taken there (read-only copies
     of the data keep working).
     """
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        handle = open(folder / ".download.lock", "a")
-    except OSError:
-        yield
-        return
-    with handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    with contextlib.ExitStack() as stack:
         try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            folder.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(io.flocked(folder / ".download.lock", wait=True))
+        except OSError:
+            pass  # read-only: nothing can be downloaded here, so nothing to serialise
+        yield
 
 
 def _download(name: str, folder: Path) -> tuple[Any, Any]:

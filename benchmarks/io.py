@@ -7,11 +7,13 @@ records its byte length and resume cuts it back to exactly that length.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import yaml
 
@@ -79,3 +81,26 @@ def check_writable(folder: Path) -> str | None:
     if not os.access(probe_dir, os.W_OK | os.X_OK):
         return f"{probe_dir} is not writable"
     return None
+
+
+@contextmanager
+def flocked(path: Path, wait: bool) -> Iterator[int | None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if needed); yield its descriptor.
+
+    ``wait=False`` yields None at once when another process holds the lock. The kernel
+    releases a flock when its holder dies, so a SIGKILLed process never leaves a stale
+    lock behind. Used for per-run locks and for first dataset downloads.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield None
+            return
+        try:
+            yield fd
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

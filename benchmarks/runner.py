@@ -14,7 +14,6 @@ releases them when the holder dies (even by SIGKILL), so a crash never leaves a 
 """
 from __future__ import annotations
 
-import fcntl
 import multiprocessing as mp
 import os
 import sys
@@ -71,21 +70,11 @@ def run_lock(opts: RunOptions, spec: RunSpec) -> Iterator[bool]:
     """Yield True if this process now holds the run's lock, False if someone else does."""
     lock_dir = Path(opts.results) / spec["matrix"] / ".locks"
     lock_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_dir / f"{spec.run_id}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
+    with io.flocked(lock_dir / f"{spec.run_id}.lock", wait=False) as fd:
+        if fd is not None:  # say who holds it, for a person looking at a stuck run
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()} {os.uname().nodename}\n".encode())
-            yield True
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+        yield fd is not None
 
 
 def execute(spec: RunSpec, opts: RunOptions, device: str | None = None,
