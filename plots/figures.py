@@ -46,10 +46,10 @@ STEMS = {
 #: Most points drawn per line in Figure 3 (after smoothing); more is invisible at 150 dpi.
 MAX_POINTS = 400
 
-BAND_TEXT = ("Line: mean over seeds; band: 95% Student-t confidence interval of that mean "
-             "(none with a single seed).")
-ACC_BAND_TEXT = ("Line: mean over seeds; band: 95% Student-t confidence interval of that "
-                 "mean, clipped to the possible 0–100% (none with a single seed).")
+_BAND = ("Line: mean over seeds; band: 95% Student-t confidence interval of that mean{clip} "
+         "(none with a single seed).")
+BAND_TEXT = _BAND.format(clip="")
+ACC_BAND_TEXT = _BAND.format(clip=", clipped to the possible 0–100%")  # see _draw_lines
 ACC_BOUNDS = (0.0, 100.0)
 PANEL_W, PANEL_H = 4.4, 3.3
 LEGEND_COLS = 5
