@@ -31,7 +31,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import tempfile
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -323,18 +322,7 @@ def write_npz_atomic(path: Path, x: np.ndarray, y: np.ndarray) -> None:
     Why atomic: several runs of a matrix may load the same dataset at once; a reader must
     see either no cache or a complete one, never a half-written file.
     """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, x=x, y=y)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    io.atomic_write(Path(path), lambda f: np.savez(f, x=x, y=y), mode="wb")
 
 
 def _write_cache(folder: Path, train: Split, test: Split) -> None:
