@@ -253,8 +253,14 @@ class RunSpec:
 
     @property
     def hash(self) -> str:
-        """Short hash of everything that defines the experiment (not the matrix name)."""
+        """Short hash of everything that defines the experiment (not the matrix name).
+
+        Keys added to the schema after runs were published (``HASH_STABLE_DEFAULTS``) are
+        left out while they hold the value that reproduces the old behaviour, so a new
+        option never renames, and so never silently re-trains, the runs made before it.
+        """
         body = {k: v for k, v in self.config.items() if k != "matrix"}
+        body = _drop_stable_defaults(body)
         canon = json.dumps(body, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canon.encode()).hexdigest()[:8]
 
@@ -268,6 +274,25 @@ class RunSpec:
         parts.append(f"seed{self.config['seed']}")
         safe = "-".join(str(x) for x in parts).replace("/", "_").replace(" ", "_")
         return f"{safe}-{self.hash}"
+
+
+#: Dotted keys added to the schema after runs were published, with the value that means
+#: "behave as before the key existed". While a run holds that value the key is not part of
+#: its hash (see ``RunSpec.hash``). Add every new key here; never change a listed value.
+#: ``sampler.<param>`` entries apply to every sampler that has the parameter.
+HASH_STABLE_DEFAULTS: dict[str, Any] = {}
+
+
+def _drop_stable_defaults(body: dict[str, Any]) -> dict[str, Any]:
+    body = copy.deepcopy(body)
+    for dotted, value in HASH_STABLE_DEFAULTS.items():
+        *parents, leaf = dotted.split(".")
+        cur: Any = body
+        for part in parents:
+            cur = cur.get(part) if isinstance(cur, dict) else None
+        if isinstance(cur, dict) and leaf in cur and cur[leaf] == value:
+            del cur[leaf]
+    return body
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from .optim import build_optimizer, lr_at
 
 ITER_COLUMNS = ["iteration", "epoch", "loss", "lr", "backprops", "forwards"]
 EPOCH_COLUMNS = ["epoch", "iteration", "train_loss", "test_loss", "test_acc", "backprops",
-                 "forwards", "train_seconds", "eval_seconds"]
+                 "forwards", "train_seconds", "eval_seconds", "diag_forwards", "diag_seconds"]
 CHECKPOINT = "checkpoint.pt"
 
 
@@ -111,13 +111,19 @@ class Trainer:
         self.sampler = samplers.build(sampler_cfg.pop("name"), **sampler_cfg)
         self.sampler_gen = torch.Generator(device=device)
         self.augment_gen = torch.Generator(device=device)
+        # Diagnostics (IMPON's rho/precision) draw their views from their own stream and
+        # are timed apart, so turning them on changes neither training nor its cost.
+        self.diag_gen = torch.Generator(device=device)
+        self._diag_timer = _SpanTimer(device)
         self._bn_buffers = [b for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
                             for b in (m.running_mean, m.running_var, m.num_batches_tracked) if b is not None]
         self.ctx = samplers.StepContext(
             n_train=self.info.n_train, batch_size=b, device=device, generator=self.sampler_gen,
             labels=self.data.y_train, num_classes=self.info.num_classes,
             weight_norm_fn=lambda: weight_frobenius_norm(net), augment_fn=self._augment,
-            score_fn=self._score, images_fn=self.data.train_images)
+            score_fn=self._score, images_fn=self.data.train_images,
+            diagnose_augment_fn=lambda idx: self.data.augment(idx, self.diag_gen),
+            diagnose_score_fn=self._score_diagnostic)
         self.counters = Counters()
         self.epoch_rows: list[dict[str, Any]] = []
         self.iter_bytes = 0
@@ -144,6 +150,10 @@ class Trainer:
         for buf, old in zip(self._bn_buffers, saved):
             buf.copy_(old)
         return F.cross_entropy(logits, labels, reduction="none")
+
+    def _score_diagnostic(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        with self._diag_timer:
+            return self._score(inputs, labels)
 
     # --- one epoch --------------------------------------------------------------------
     def _sync(self) -> None:
@@ -184,6 +194,8 @@ class Trainer:
         seed = self.spec["seed"]
         self.sampler_gen.manual_seed(derive_seed(seed, epoch, "sampler"))
         self.augment_gen.manual_seed(derive_seed(seed, epoch, "augment"))
+        self.diag_gen.manual_seed(derive_seed(seed, epoch, "diagnostics"))
+        self._diag_timer.reset()
         self.net.train()
         self.sampler.start_epoch(epoch, self.ctx)
 
@@ -202,7 +214,8 @@ class Trainer:
             backprops.append(c.backprops)
             forwards.append(c.forwards + self.ctx.forwards)
         self._sync()
-        train_seconds = time.perf_counter() - t0
+        diag_seconds = self._diag_timer.seconds()
+        train_seconds = time.perf_counter() - t0 - diag_seconds
         losses_host = loss_buf.tolist()  # the one read-back of the epoch's losses
         rows = []
         bad = None
@@ -212,7 +225,7 @@ class Trainer:
             if bad is None and not math.isfinite(value):
                 bad = i
                 break
-        stats = {"train_seconds": train_seconds, "bad": bad,
+        stats = {"train_seconds": train_seconds, "diag_seconds": diag_seconds, "bad": bad,
                  "train_loss": math.fsum(losses_host) / len(losses_host) if bad is None else math.nan}
         return rows, stats
 
@@ -239,12 +252,13 @@ class Trainer:
         return self.run_dir / CHECKPOINT
 
     def _epoch_row(self, epoch: int, train_loss: float, test: tuple[float, float, float],
-                   train_seconds: float) -> dict[str, Any]:
+                   train_seconds: float, diag_seconds: float = 0.0) -> dict[str, Any]:
         c = self.counters
         row = {"epoch": epoch, "iteration": c.iteration, "train_loss": train_loss,
                "test_loss": test[0], "test_acc": test[1], "backprops": c.backprops,
                "forwards": c.forwards + self.ctx.forwards, "train_seconds": train_seconds,
-               "eval_seconds": test[2]}
+               "eval_seconds": test[2], "diag_forwards": self.ctx.diag_forwards,
+               "diag_seconds": diag_seconds}
         if epoch > 0:
             row.update(self.sampler.epoch_metrics())
         return row
@@ -268,6 +282,7 @@ class Trainer:
             "epoch": epoch,
             "counters": vars(self.counters).copy(),
             "ctx_forwards": self.ctx.forwards,
+            "ctx_diag_forwards": self.ctx.diag_forwards,
             "model": self.net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "sampler": self.sampler.state_dict(),
@@ -287,6 +302,7 @@ class Trainer:
         self.sampler.load_state_dict(state["sampler"])
         self.counters = Counters(**state["counters"])
         self.ctx.forwards = state["ctx_forwards"]
+        self.ctx.diag_forwards = state.get("ctx_diag_forwards", 0)
         self.epoch_rows = state["epoch_rows"]
         self.iter_bytes = state["iter_bytes"]
         io.truncate(self.run_dir / "iterations.csv", self.iter_bytes)
@@ -319,12 +335,51 @@ class Trainer:
             test = self.evaluate()
             self.iter_bytes = io.append_lines(iter_path, rows)
             self.epoch_rows.append(self._epoch_row(epoch, stats["train_loss"], test,
-                                                   stats["train_seconds"]))
+                                                   stats["train_seconds"], stats["diag_seconds"]))
             self._write_epochs_csv()
             self.save_checkpoint(epoch)
             if on_epoch:
                 on_epoch(epoch, self.epoch_rows[-1])
         return RunResult("done", None, spec["epochs"])
+
+
+class _SpanTimer:
+    """Sums the time spent inside ``with timer:`` blocks over an epoch without syncing.
+
+    On CUDA each block records a pair of events and the host reads them once, at
+    ``seconds()`` (after the epoch's one synchronisation); on CPU work is synchronous, so
+    ``perf_counter`` is exact. Used to keep diagnostic forwards out of ``train_seconds``.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.reset()
+
+    def reset(self) -> None:
+        self._events: list[tuple[Any, Any]] = []
+        self._host = 0.0
+        self._t0 = 0.0
+
+    def __enter__(self) -> "_SpanTimer":
+        if self.cuda:
+            start = torch.cuda.Event(enable_timing=True)
+            start.record()
+            self._events.append((start, None))
+        else:
+            self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.cuda:
+            end = torch.cuda.Event(enable_timing=True)
+            end.record()
+            self._events[-1] = (self._events[-1][0], end)
+        else:
+            self._host += time.perf_counter() - self._t0
+
+    def seconds(self) -> float:
+        """Total seconds inside blocks since ``reset`` (call after a device sync)."""
+        return self._host + sum(s.elapsed_time(e) for s, e in self._events) / 1000.0
 
 
 def _run_json(spec: RunSpec, status: str, error: str | None, info: Any, device: torch.device,

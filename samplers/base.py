@@ -63,8 +63,15 @@ class StepContext:
     augment_fn: Callable[[Tensor], Tensor]
     score_fn: Callable[[Tensor, Tensor], Tensor]  # (inputs, labels) -> per-example losses
     images_fn: Optional[Callable[[], Tensor]] = None
+    #: ``score_fn`` for diagnostics only (defaults to ``score_fn``). The suite's trainer
+    #: passes one that augments from its own generator and times itself, so measuring a
+    #: sampler never changes the training stream or its cost figures.
+    diagnose_augment_fn: Optional[Callable[[Tensor], Tensor]] = None
+    diagnose_score_fn: Optional[Callable[[Tensor, Tensor], Tensor]] = None
     #: examples forwarded by ``score`` (selection cost), read and reset by the trainer.
     forwards: int = 0
+    #: examples forwarded by ``score_diagnostic`` (measurement, not a cost of the method).
+    diag_forwards: int = 0
     _features: dict = field(default_factory=dict, repr=False)
 
     def weight_norm(self) -> Tensor:
@@ -86,6 +93,22 @@ class StepContext:
         self.forwards += int(idx.shape[0])
         with torch.no_grad():
             return self.score_fn(inputs, self.labels[idx]).float()
+
+    def score_diagnostic(self, idx: Tensor) -> Tensor:
+        """Per-example loss of freshly augmented views of ``idx``, for diagnostics only.
+
+        Why separate from :meth:`score`: a diagnostic (IMPON's rank correlation, say) must
+        not change what it measures. Its augmentation comes from ``diagnose_augment_fn``
+        (the trainer's own diagnostics generator), so the training augmentation stream is
+        the same with diagnostics on or off, and its forwards go to ``diag_forwards``, not
+        to the method's selection cost ``forwards``.
+        """
+        augment = self.diagnose_augment_fn or self.augment_fn
+        score = self.diagnose_score_fn or self.score_fn
+        inputs = augment(idx)
+        self.diag_forwards += int(idx.shape[0])
+        with torch.no_grad():
+            return score(inputs, self.labels[idx]).float()
 
     def features(self, kind: str = "pixels") -> Tensor:
         """Per-example feature matrix (n_train, d), built once and cached on the device.

@@ -67,15 +67,16 @@ class Impon(Sampler):
     ``init``: ``zeros`` (the initial w).
     ``diagnose_every`` K: every K-th iteration (counted over the whole run, 0 = off)
     score the whole bank with true losses
-    (``ctx.score``, N counted forwards) and log the Spearman correlation of predicted vs
+    (``ctx.score_diagnostic``: N forwards counted in ``diag_forwards``, not in the
+    method's ``forwards``) and log the Spearman correlation of predicted vs
     true losses and precision@b of the batch vs the true top-b (bottom-b for ``lowest``),
     as per-epoch means in the columns ``impon_spearman`` and ``impon_precision_at_b``.
     Iterations where the predictions are all equal (e.g. right after a reset to zeros)
     have no defined rank correlation and are left out of the Spearman mean only. The
-    true losses are those of freshly augmented views (``ctx.score`` default), like the
-    training losses the model learns from. Diagnosing never changes the batch chosen
-    (it scores after selecting), though it does advance whatever generator the trainer's
-    augmentation draws from.
+    true losses are those of freshly augmented views, like the training losses the model
+    learns from. Diagnosing never changes training: it scores after selecting, and the
+    suite's trainer draws the diagnostic views from a generator of their own (a test
+    checks that iterations.csv is identical with diagnostics on and off).
     """
 
     has_bank = True
@@ -170,7 +171,7 @@ class Impon(Sampler):
         self._prec_n = 0  # host int: how many iterations were diagnosed (known without sync)
 
     def _diagnose(self, ctx: StepContext, bank: Tensor, scores: Tensor, pos: Tensor) -> None:
-        true = ctx.score(bank)
+        true = ctx.score_diagnostic(bank)
         rho = spearman_rho(scores, true)
         defined = torch.isfinite(rho)
         self._rho_sum = self._rho_sum + torch.where(defined, rho, torch.zeros_like(rho))

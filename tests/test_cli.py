@@ -131,3 +131,22 @@ def test_cpu_guard_asks_for_yes_before_a_long_matrix(tmp_path, tiny_root, tiny_d
     assert _snapshot(done_results) == before
     rc, out, _ = _cli(capsys, m, tiny_root, done_results, "--dry-run")
     assert rc == 0 and "estimated cost of the runs to do" in out
+
+
+def test_keys_added_later_do_not_rename_published_runs(monkeypatch):
+    """A schema key listed in HASH_STABLE_DEFAULTS leaves the run id unchanged while it
+    holds its 'as before' value, and changes it otherwise."""
+    from benchmarks import config
+    from benchmarks.config import RunSpec
+    spec = {"dataset": "tiny", "sampler": {"name": "uniform"}}
+    before = RunSpec.from_dict(spec).run_id
+    monkeypatch.setattr(config, "HASH_STABLE_DEFAULTS", {"epochs": 30, "sampler.name": "uniform"})
+    same = RunSpec.from_dict(spec)
+    assert same.run_id != before  # both keys dropped from the hash: a different body...
+    monkeypatch.setattr(config, "HASH_STABLE_DEFAULTS", {"future_key": 1.0})
+    assert RunSpec.from_dict(spec).run_id == before  # ...an absent key changes nothing
+    body = RunSpec.from_dict(spec).to_dict()
+    body["future_key"] = 1.0
+    assert RunSpec(body).run_id == before
+    body["future_key"] = 0.5
+    assert RunSpec(body).run_id != before

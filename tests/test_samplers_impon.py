@@ -179,7 +179,8 @@ def test_diagnostics_with_a_perfect_and_a_reversed_predictor(sign, rho, precisio
     imp.w[0] = sign
     for _ in range(6):
         train_step(imp, toy)
-    assert toy.ctx.forwards == 3 * 12       # iterations 2, 4, 6 scored the whole bank
+    assert toy.ctx.diag_forwards == 3 * 12  # iterations 2, 4, 6 scored the whole bank
+    assert toy.ctx.forwards == 0            # a measurement, not the method's cost
     m = imp.epoch_metrics()
     assert m["impon_spearman"] == pytest.approx(rho)
     assert m["impon_precision_at_b"] == pytest.approx(precision)

@@ -116,3 +116,23 @@ def test_step_schedule_uses_epoch_milestones():
     sched = {"name": "step", "milestones": [2, 3], "gamma": 0.1}
     got = [lr_at(i, 8, 2, 1.0, sched) for i in range(8)]
     assert got == pytest.approx([1, 1, 1, 1, 0.1, 0.1, 0.01, 0.01])
+
+
+def test_diagnostics_change_neither_training_nor_its_cost(tiny_root, tiny_defaults, tmp_path):
+    """IMPON with diagnose_every on trains exactly as with it off: same iterations.csv
+    (losses, forwards), the diagnostic forwards in their own column, timed apart."""
+    runs = {}
+    for k in (0, 2):
+        spec = RunSpec.from_dict({**tiny_defaults, "matrix": "t", "sampler": {
+            "name": "impon", "bank_size": 32, "lr": 1e-4, "diagnose_every": k}})
+        d = tmp_path / f"diag{k}"
+        assert train_one(spec, d, data_root=tiny_root, download=False, device="cpu").status == "done"
+        runs[k] = (d / "iterations.csv").read_text(), pd.read_csv(d / "epochs.csv")
+    assert runs[0][0] == runs[2][0]
+    off, on = runs[0][1], runs[2][1]
+    assert (off.forwards == on.forwards).all() and (off.test_acc == on.test_acc).all()
+    assert off.diag_forwards.tolist() == [0, 0, 0]
+    # 6 steps per epoch, every 2nd diagnosed: 3 banks of 32 per epoch.
+    assert on.diag_forwards.tolist() == [0, 96, 192]
+    assert (on.diag_seconds.iloc[1:] > 0).all() and (off.diag_seconds == 0).all()
+    assert on.impon_precision_at_b.iloc[1:].between(0, 1).all()
