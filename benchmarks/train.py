@@ -4,13 +4,10 @@ The loop (DESIGN §4) keeps the GPU busy: data, augmentation, losses and counter
 the device, and the host reads them back once per epoch (``.tolist()`` of the epoch's loss
 buffer, the evaluation sums). Nothing inside the step synchronises.
 
-Crash safety: at the end of each epoch the epoch's rows are appended to
-``iterations.csv``, ``epochs.csv`` is rewritten atomically, and then a checkpoint (model,
-optimiser, sampler state, counters, the byte length of ``iterations.csv``) replaces the
-previous one atomically. Resume loads it and cuts ``iterations.csv`` back, so a run killed
-at any instant and resumed writes the same rows as an uninterrupted one. Every random
-stream is reseeded from (seed, epoch, stream name) at epoch start, so nothing else needs
-saving for an exact replay.
+Crash safety: the run folder's files (CSV rows, the checkpoint of model, optimiser,
+sampler state and counters) are written by :mod:`benchmarks.run_files`, which also puts
+the folder back to the checkpoint on resume. Every random stream is reseeded from (seed,
+epoch, stream name) at epoch start, so nothing else needs saving for an exact replay.
 """
 from __future__ import annotations
 
@@ -35,11 +32,8 @@ from .config import RunSpec
 from .data import DeviceData, load_splits
 from .errors import UserError
 from .optim import build_optimizer, lr_at
+from .run_files import CHECKPOINT, EPOCH_COLUMNS, ITER_COLUMNS, RunFiles  # noqa: F401 (re-exported)
 
-ITER_COLUMNS = ["iteration", "epoch", "loss", "lr", "backprops", "forwards"]
-EPOCH_COLUMNS = ["epoch", "iteration", "train_loss", "test_loss", "test_acc", "backprops",
-                 "forwards", "train_seconds", "eval_seconds", "diag_forwards", "diag_seconds"]
-CHECKPOINT = "checkpoint.pt"
 
 
 def derive_seed(seed: int, epoch: int, stream: str) -> int:
@@ -125,8 +119,7 @@ class Trainer:
             diagnose_augment_fn=lambda idx: self.data.augment(idx, self.diag_gen),
             diagnose_score_fn=self._score_diagnostic)
         self.counters = Counters()
-        self.epoch_rows: list[dict[str, Any]] = []
-        self.iter_bytes = 0
+        self.files = RunFiles(self.run_dir, spec.run_id)
 
     # --- what samplers may call -------------------------------------------------------
     def _augment(self, idx: torch.Tensor) -> torch.Tensor:
@@ -249,7 +242,11 @@ class Trainer:
     # --- files --------------------------------------------------------------------------
     @property
     def ckpt_path(self) -> Path:
-        return self.run_dir / CHECKPOINT
+        return self.files.ckpt_path
+
+    @property
+    def epoch_rows(self) -> list[dict[str, Any]]:
+        return self.files.epoch_rows
 
     def _epoch_row(self, epoch: int, train_loss: float, test: tuple[float, float, float],
                    train_seconds: float, diag_seconds: float = 0.0) -> dict[str, Any]:
@@ -263,64 +260,42 @@ class Trainer:
             row.update(self.sampler.epoch_metrics())
         return row
 
-    def _write_epochs_csv(self) -> None:
-        cols = list(EPOCH_COLUMNS)
-        for row in self.epoch_rows:
-            cols += [k for k in row if k not in cols]
-
-        def fmt(v: Any) -> str:
-            if v is None or (isinstance(v, float) and math.isnan(v)):
-                return ""
-            return repr(v) if isinstance(v, float) else str(v)
-
-        lines = [",".join(cols) + "\n"]
-        lines += [",".join(fmt(row.get(k)) for k in cols) + "\n" for row in self.epoch_rows]
-        io.write_text(self.run_dir / "epochs.csv", "".join(lines))
-
-    def save_checkpoint(self, epoch: int) -> None:
-        state = {
-            "epoch": epoch,
+    def training_state(self) -> dict[str, Any]:
+        """What the checkpoint must hold of the training itself (the files add theirs)."""
+        return {
             "counters": vars(self.counters).copy(),
             "ctx_forwards": self.ctx.forwards,
             "ctx_diag_forwards": self.ctx.diag_forwards,
             "model": self.net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "sampler": self.sampler.state_dict(),
-            "epoch_rows": self.epoch_rows,
-            "iter_bytes": self.iter_bytes,
-            "run_id": self.spec.run_id,
         }
-        io.atomic_write(self.ckpt_path, lambda f: torch.save(state, f), mode="wb")
 
-    def load_checkpoint(self) -> int:
-        state = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
-        if state.get("run_id") != self.spec.run_id:
-            raise UserError(f"{self.ckpt_path}: checkpoint belongs to run {state.get('run_id')}, "
-                            f"not {self.spec.run_id}; move it away to start this run afresh")
+    def load_training_state(self, state: dict[str, Any]) -> None:
         self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.sampler.load_state_dict(state["sampler"])
         self.counters = Counters(**state["counters"])
         self.ctx.forwards = state["ctx_forwards"]
         self.ctx.diag_forwards = state.get("ctx_diag_forwards", 0)
-        self.epoch_rows = state["epoch_rows"]
-        self.iter_bytes = state["iter_bytes"]
-        io.truncate(self.run_dir / "iterations.csv", self.iter_bytes)
-        self._write_epochs_csv()
+
+    def save_checkpoint(self, epoch: int) -> None:
+        self.files.save_checkpoint(epoch, self.training_state())
+
+    def load_checkpoint(self) -> int:
+        state = self.files.load_checkpoint(self.device)
+        self.load_training_state(state)
         return state["epoch"]
 
     # --- the run ----------------------------------------------------------------------
     def run(self, on_epoch: Callable[[int, dict[str, Any]], None] | None = None) -> RunResult:
         spec = self.spec
-        iter_path = self.run_dir / "iterations.csv"
-        if self.ckpt_path.exists() and iter_path.exists():
+        files = self.files
+        if files.can_resume():
             start = self.load_checkpoint()
         else:
-            header = ",".join(ITER_COLUMNS) + "\n"
-            io.write_text(iter_path, header)
-            self.iter_bytes = len(header.encode())
-            self.epoch_rows = [self._epoch_row(0, math.nan, self.evaluate(), 0.0)]
-            self._write_epochs_csv()
+            files.start()
+            files.add_epoch(self._epoch_row(0, math.nan, self.evaluate(), 0.0))
             self.save_checkpoint(0)
             start = 0
         if on_epoch:
@@ -328,15 +303,14 @@ class Trainer:
         for epoch in range(start + 1, spec["epochs"] + 1):
             rows, stats = self.train_epoch(epoch)
             if stats["bad"] is not None:
-                io.append_lines(iter_path, rows)
+                files.append_unfinished(rows)
                 it = self.counters.iteration - self.steps_per_epoch + stats["bad"] + 1
                 return RunResult("diverged", f"non-finite training loss at iteration {it} "
                                  f"(epoch {epoch})", epoch - 1)
             test = self.evaluate()
-            self.iter_bytes = io.append_lines(iter_path, rows)
-            self.epoch_rows.append(self._epoch_row(epoch, stats["train_loss"], test,
-                                                   stats["train_seconds"], stats["diag_seconds"]))
-            self._write_epochs_csv()
+            files.append_iterations(rows)
+            files.add_epoch(self._epoch_row(epoch, stats["train_loss"], test,
+                                            stats["train_seconds"], stats["diag_seconds"]))
             self.save_checkpoint(epoch)
             if on_epoch:
                 on_epoch(epoch, self.epoch_rows[-1])
