@@ -27,7 +27,7 @@ import models
 import samplers
 from samplers.impon import weight_frobenius_norm
 
-from . import io, provenance
+from . import faults, io, provenance
 from .config import RunSpec
 from .data import DeviceData, load_splits
 from .errors import UserError
@@ -120,6 +120,7 @@ class Trainer:
             diagnose_score_fn=self._score_diagnostic)
         self.counters = Counters()
         self.files = RunFiles(self.run_dir, spec.run_id)
+        faults.install(self)  # test-only stop points (IMPON_TEST_KILL_AT); a no-op otherwise
 
     # --- what samplers may call -------------------------------------------------------
     def _augment(self, idx: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,8 +18,9 @@ from benchmarks.runner import shard
 from conftest import REPO, write_matrix
 
 
-def _cli_proc(matrix: Path, root: Path, results: Path, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+def _cli_proc(matrix: Path, root: Path, results: Path, *extra: str,
+              env_extra: dict[str, str] | None = None) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", **(env_extra or {})}
     return subprocess.Popen([sys.executable, "-m", "benchmarks", "run", str(matrix), "--data-root", str(root),
                              "--results", str(results), "--no-download", "--device", "cpu", *extra],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -101,16 +101,15 @@ def test_sigkilled_matrix_resumes_without_retraining_finished_runs(tmp_path, tin
     m = write_matrix(tmp_path / "m.yaml", {**tiny_defaults, "epochs": 2},
                      {"seed": [0, 1, 2], "arm": [{"name": "sgd"}]})
     results = tmp_path / "r"
-    proc = _cli_proc(m, tiny_root, results)
-    deadline = time.time() + 240
-    while time.time() < deadline and list(_statuses(results).values()).count("done") < 1:
-        time.sleep(0.05)
-    time.sleep(0.3)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    # The second run (seed 1) kills its process after step 2 of epoch 1: seed 0 is done,
+    # seed 1 is half-trained, seed 2 never started (benchmarks/faults.py, no sleeps).
+    proc = _cli_proc(m, tiny_root, results,
+                     env_extra={"IMPON_TEST_KILL_AT": "epoch:1:iteration:2", "IMPON_TEST_RUN": "-seed1-"})
+    assert proc.wait(timeout=300) == -signal.SIGKILL, proc.stdout.read()
     before = _statuses(results)
     finished = [k for k, v in before.items() if v == "done"]
-    assert 1 <= len(finished) < 3, before
+    assert [k.split("-")[2] for k in finished] == ["seed0"], before
+    assert [k.split("-")[2] for k, v in before.items() if v == "running"] == ["seed1"], before
     stamps = {k: _fingerprint(results / "t" / k) for k in finished}
     again = _cli_proc(m, tiny_root, results)
     out, _ = again.communicate(timeout=300)
