@@ -16,7 +16,6 @@ import functools
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,8 @@ import numpy as np
 import pandas as pd
 import yaml
 from scipy import stats
+
+from benchmarks.io import temp_sibling
 
 #: Dataset names the suite loads from torchvision; any other name is a prepared
 #: (usually reduced) dataset, and figures must say so.
@@ -449,14 +450,11 @@ def atomic_path(path: Path) -> Iterator[Path]:
     The temporary name keeps the suffix so tools that infer the format from it work.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
+    # benchmarks.io.temp_sibling: umask mode (not mkstemp's 0600), stale temps of
+    # interrupted writes removed, and the temp locked against a concurrent cleaner.
+    with temp_sibling(path, prefix=f".{path.stem}.", suffix=path.suffix) as (_, tmp):
+        yield tmp
         os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def write_summary(results: MatrixResults, path: Path | None = None) -> Path:
