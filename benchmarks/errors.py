@@ -17,3 +17,10 @@ class UserError(Exception):
         if len(self.problems) <= 1:
             return self.problems[0] if self.problems else "invalid input"
         return f"{len(self.problems)} problems:\n" + "\n".join(f"  {p}" for p in self.problems)
+
+
+class RunFolderError(Exception):
+    """A run folder that cannot be resumed exactly (its files disagree with its checkpoint,
+    or the data changed since it started). Not bad input: the run is recorded as failed
+    and the matrix goes on. The message is one line ending with the command that restarts
+    the run from scratch (see :func:`benchmarks.run_files.restart_hint`)."""

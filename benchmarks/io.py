@@ -74,7 +74,7 @@ def remove_stale_temps(path: Path, prefix: str | None = None, suffix: str = ".tm
             except BlockingIOError:
                 continue  # a live writer holds it
             try:
-                if _same_file(fd, stale):
+                if same_file(fd, stale):
                     os.unlink(stale)
                     removed.append(stale)
             except FileNotFoundError:
@@ -84,7 +84,7 @@ def remove_stale_temps(path: Path, prefix: str | None = None, suffix: str = ".tm
     return removed
 
 
-def _same_file(fd: int, path: Path) -> bool:
+def same_file(fd: int, path: Path | str) -> bool:
     """True if ``path`` still names the file open as ``fd`` (not unlinked or replaced)."""
     try:
         st = os.stat(path, follow_symlinks=False)
@@ -110,7 +110,7 @@ def temp_sibling(path: Path, prefix: str | None = None, suffix: str = ".tmp") ->
     while True:
         fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
         fcntl.flock(fd, fcntl.LOCK_EX)
-        if _same_file(fd, Path(name)):
+        if same_file(fd, Path(name)):
             break
         os.close(fd)  # a cleaner took it before we locked it: make another
     tmp = Path(name)
@@ -119,7 +119,7 @@ def temp_sibling(path: Path, prefix: str | None = None, suffix: str = ".tmp") ->
         yield fd, tmp
     finally:
         try:
-            if _same_file(fd, tmp):
+            if same_file(fd, tmp):
                 os.unlink(tmp)
         finally:
             os.close(fd)
@@ -170,8 +170,15 @@ def append_lines(path: Path, lines: list[str]) -> int:
 
 
 def truncate(path: Path, size: int) -> None:
-    """Cut ``path`` back to ``size`` bytes (drops rows written after the last checkpoint)."""
+    """Cut ``path`` back to ``size`` bytes (drops rows written after the last checkpoint).
+
+    Never extends: ``truncate`` past the end would pad the file with NUL bytes, turning a
+    file that lost data into one that looks complete.
+    """
     with open(path, "r+b") as f:
+        have = os.fstat(f.fileno()).st_size
+        if have < size:
+            raise ValueError(f"{path}: {have} bytes, cannot cut back to {size} (it is shorter)")
         f.truncate(size)
         f.flush()
         os.fsync(f.fileno())

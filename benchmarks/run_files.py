@@ -9,17 +9,30 @@ Crash safety: at the end of each epoch the epoch's rows are appended to
 trainer's state, the epoch rows, the byte length of ``iterations.csv``) replaces the
 previous one atomically. Resume loads it and cuts ``iterations.csv`` back, so a run killed
 at any instant and resumed writes the same rows as an uninterrupted one.
+
+Before resuming, :meth:`RunFiles.resume_state` checks that the folder adds up: the
+checkpoint loads and belongs to this run, ``iterations.csv`` holds at least the bytes the
+checkpoint vouches for and those bytes are the ones written (sha256 recorded in the
+checkpoint, plus a row-by-row check), and the data has the fingerprint the run started
+with. What can be recovered exactly is (rows written after the checkpoint are cut back, a
+missing ``epochs.csv`` is rewritten from the checkpoint, a missing ``iterations.csv`` of a
+run that never finished an epoch is recreated). Anything else raises
+:class:`RunFolderError`: one line saying what disagrees and the command that restarts the
+run; nothing is padded, guessed or silently thrown away.
 """
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import math
+import shlex
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 
 from . import io
-from .errors import UserError
+from .errors import RunFolderError
 
 ITER_COLUMNS = ["iteration", "epoch", "loss", "lr", "backprops", "forwards"]
 EPOCH_COLUMNS = ["epoch", "iteration", "train_loss", "test_loss", "test_acc", "backprops",
@@ -27,6 +40,19 @@ EPOCH_COLUMNS = ["epoch", "iteration", "train_loss", "test_loss", "test_acc", "b
 CHECKPOINT = "checkpoint.pt"
 ITERATIONS = "iterations.csv"
 EPOCHS = "epochs.csv"
+
+
+def restart_hint(run_dir: Path) -> str:
+    """How to restart a run whose folder cannot be resumed, keeping the old folder.
+
+    The folder is moved aside (not deleted: it may be worth a look) under a name starting
+    with ``_``, which both the runner and the plots ignore.
+    """
+    run_dir = Path(run_dir)
+    stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
+    aside = run_dir.parent / f"_broken-{run_dir.name}-{stamp}"
+    return (f"to restart this run from scratch, move its folder aside "
+            f"(mv {shlex.quote(str(run_dir))} {shlex.quote(str(aside))}) and run the same command again")
 
 
 class RunFiles:
@@ -37,11 +63,15 @@ class RunFiles:
     ``iterations.csv`` that the last checkpoint vouches for.
     """
 
-    def __init__(self, run_dir: Path, run_id: str) -> None:
+    def __init__(self, run_dir: Path, run_id: str, data_fingerprint: Optional[str] = None) -> None:
         self.run_dir = Path(run_dir)
         self.run_id = run_id
+        self.data_fingerprint = data_fingerprint
         self.epoch_rows: list[dict[str, Any]] = []
         self.iter_bytes = 0
+        self._iter_hash = hashlib.sha256()  # of the first iter_bytes bytes of iterations.csv
+        self._inspected: Optional[tuple[Optional[dict[str, Any]]]] = None
+        self._prefix_hash = hashlib.sha256()
 
     @property
     def ckpt_path(self) -> Path:
@@ -56,21 +86,19 @@ class RunFiles:
         return self.run_dir / EPOCHS
 
     # --- a fresh run --------------------------------------------------------------------
-    def can_resume(self) -> bool:
-        """True when the folder holds a checkpoint to resume from."""
-        return self.ckpt_path.exists() and self.iter_path.exists()
-
     def start(self) -> None:
         """Write ``iterations.csv`` with its header only (a fresh run)."""
         header = ",".join(ITER_COLUMNS) + "\n"
         io.write_text(self.iter_path, header)
         self.iter_bytes = len(header.encode())
+        self._iter_hash = hashlib.sha256(header.encode())
         self.epoch_rows = []
 
     # --- growing ------------------------------------------------------------------------
     def append_iterations(self, rows: list[str]) -> None:
         """Append one finished epoch's rows; the checkpoint saved next vouches for them."""
         self.iter_bytes = io.append_lines(self.iter_path, rows)
+        self._iter_hash.update("".join(rows).encode())
 
     def append_unfinished(self, rows: list[str]) -> None:
         """Append rows of an epoch that did not finish (a diverged run keeps them)."""
@@ -102,18 +130,121 @@ class RunFiles:
             **training_state,
             "epoch_rows": self.epoch_rows,
             "iter_bytes": self.iter_bytes,
+            "iter_sha256": self._iter_hash.hexdigest(),
+            "data_fingerprint": self.data_fingerprint,
             "run_id": self.run_id,
         }
         io.atomic_write(self.ckpt_path, lambda f: torch.save(state, f), mode="wb")
 
-    def load_checkpoint(self, map_location: Any) -> dict[str, Any]:
-        """Load the checkpoint, put the folder back to it, return the whole state dict."""
-        state = torch.load(self.ckpt_path, map_location=map_location, weights_only=False)
-        if state.get("run_id") != self.run_id:
-            raise UserError(f"{self.ckpt_path}: checkpoint belongs to run {state.get('run_id')}, "
-                            f"not {self.run_id}; move it away to start this run afresh")
-        self.epoch_rows = state["epoch_rows"]
-        self.iter_bytes = state["iter_bytes"]
-        io.truncate(self.iter_path, self.iter_bytes)
-        self.write_epochs()
+    # --- resume -------------------------------------------------------------------------
+    def resume_state(self, map_location: Any, recorded_fingerprint: Optional[str] = None
+                     ) -> Optional[dict[str, Any]]:
+        """The checkpoint to resume from after checking the folder, or None for a fresh start.
+
+        Read-only (the folder is put back by :meth:`resume`) and memoised, so the caller can
+        check before it records anything and the trainer reuses the answer.
+        ``recorded_fingerprint`` is the data fingerprint run.json recorded at the start.
+        Raises :class:`RunFolderError`.
+        """
+        if self._inspected is None:
+            self._inspected = (self._inspect(map_location, recorded_fingerprint),)
+        return self._inspected[0]
+
+    def _fail(self, what: str, alternative: str = "") -> RunFolderError:
+        return RunFolderError(f"{self.run_dir}: {what}, so it cannot resume exactly; "
+                              + (f"{alternative}, or " if alternative else "") + restart_hint(self.run_dir))
+
+    def _inspect(self, map_location: Any, recorded_fingerprint: Optional[str]) -> Optional[dict[str, Any]]:
+        header = (",".join(ITER_COLUMNS) + "\n").encode()
+        if not self.ckpt_path.exists():
+            # Checkpoint 0 is written before the first step, so without one nothing was
+            # trained, unless iterations.csv says otherwise (someone deleted the checkpoint).
+            rows = _count_rows(self.iter_path) if self.iter_path.exists() else 0
+            if rows:
+                raise self._fail(f"{CHECKPOINT} is missing but {ITERATIONS} holds {rows} rows")
+            return None
+        size = self.ckpt_path.stat().st_size
+        if size == 0:
+            raise self._fail(f"{CHECKPOINT} is empty (0 bytes)")
+        try:
+            state = torch.load(self.ckpt_path, map_location=map_location, weights_only=False)
+        except Exception as e:  # torch raises several types for a truncated zip/pickle
+            raise self._fail(f"{CHECKPOINT} is unreadable, truncated or corrupt "
+                             f"({size} bytes; {type(e).__name__})") from None
+        needed = ("epoch", "epoch_rows", "iter_bytes", "run_id", "counters", "model",
+                  "optimizer", "sampler")
+        if not isinstance(state, dict) or any(k not in state for k in needed):
+            raise self._fail(f"{CHECKPOINT} is not a checkpoint of this suite (keys missing)")
+        if state["run_id"] != self.run_id:
+            raise self._fail(f"{CHECKPOINT} belongs to run {state['run_id']}, not {self.run_id}")
+        now = self.data_fingerprint
+        for where, then in (("checkpoint.pt", state.get("data_fingerprint")),
+                            ("run.json", recorded_fingerprint)):
+            if then and now and then != now:
+                raise self._fail(f"the data changed since the run started: {where} records data "
+                                 f"fingerprint {then}, the data found now has {now}",
+                                 "point --data-root at the original data")
+        epoch, want = int(state["epoch"]), int(state["iter_bytes"])
+        rows_wanted = int(state["counters"]["iteration"])
+        if not self.iter_path.exists():
+            if rows_wanted == 0 and want == len(header):
+                return state  # nothing trained yet: resume() recreates the header exactly
+            raise self._fail(f"{ITERATIONS} is missing but {CHECKPOINT} records {rows_wanted} rows "
+                             f"(to epoch {epoch})")
+        have = self.iter_path.stat().st_size
+        if have < want:
+            raise self._fail(f"{ITERATIONS} is shorter ({have} bytes) than {CHECKPOINT} records "
+                             f"({want} bytes, {rows_wanted} rows to epoch {epoch})")
+        with open(self.iter_path, "rb") as f:
+            prefix = f.read(want)
+        problem = _check_rows(prefix, header, rows_wanted)
+        if problem is None and state.get("iter_sha256") not in (None, hashlib.sha256(prefix).hexdigest()):
+            problem = "do not match what was written (sha256 differs)"
+        if problem:
+            raise self._fail(f"{ITERATIONS}: the {rows_wanted} rows {CHECKPOINT} records (to epoch "
+                             f"{epoch}) {problem}")
+        self._prefix_hash = hashlib.sha256(prefix)
         return state
+
+    def resume(self, state: dict[str, Any]) -> None:
+        """Put the folder back to ``state`` (from :meth:`resume_state`): cut ``iterations.csv``
+        back to the checkpointed rows (rows of an epoch that did not finish go), recreate it
+        if it never had rows, rewrite ``epochs.csv``."""
+        self.epoch_rows = state["epoch_rows"]
+        self.iter_bytes = int(state["iter_bytes"])
+        self._iter_hash = self._prefix_hash
+        if not self.iter_path.exists():
+            self.start()
+            self.epoch_rows = state["epoch_rows"]
+        else:
+            io.truncate(self.iter_path, self.iter_bytes)
+        self.write_epochs()
+
+
+def _count_rows(path: Path) -> int:
+    """Data rows (non-empty lines after the header) in a CSV file."""
+    with open(path, "rb") as f:
+        lines = f.read().split(b"\n")
+    return sum(1 for line in lines[1:] if line.strip())
+
+
+def _check_rows(data: bytes, header: bytes, n_rows: int) -> Optional[str]:
+    """None if ``data`` is the header plus ``n_rows`` well-formed rows numbered 1..n_rows."""
+    if not data.startswith(header):
+        return "do not start with the header " + header.decode().strip()
+    body = data[len(header):]
+    if body and not body.endswith(b"\n"):
+        return "end in a partial line"
+    lines = body.split(b"\n")[:-1] if body else []
+    if len(lines) != n_rows:
+        return f"are {len(lines)} lines, not {n_rows}"
+    for i, line in enumerate(lines, start=1):
+        fields = line.split(b",")
+        try:
+            ok = len(fields) == len(ITER_COLUMNS) and int(fields[0]) == i
+            [float(x) for x in fields[1:]]
+        except ValueError:
+            ok = False
+        if not ok:
+            return f"are not well-formed (line {i + 1}: {line[:60]!r})"
+    return None

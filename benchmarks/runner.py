@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator, Optional
 
 from . import io
 from .config import RunSpec
-from .errors import UserError
+from .errors import RunFolderError, UserError
 
 FINISHED = ("done", "diverged")
 
@@ -98,7 +98,7 @@ def execute(spec: RunSpec, opts: RunOptions, device: str | None = None,
                                device=device or opts.device, progress=opts.progress, on_epoch=on_epoch)
         except KeyboardInterrupt:
             raise
-        except UserError as e:
+        except (UserError, RunFolderError) as e:  # one line: what is wrong, how to fix it
             return Outcome(spec.run_id, "failed", str(e), time.perf_counter() - t0)
         except Exception as e:  # the matrix goes on; run.json already says failed
             tb = traceback.format_exc(limit=3)

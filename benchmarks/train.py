@@ -33,6 +33,7 @@ from .data import DeviceData, load_splits
 from .errors import UserError
 from .optim import build_optimizer, lr_at
 from .run_files import CHECKPOINT, EPOCH_COLUMNS, ITER_COLUMNS, RunFiles  # noqa: F401 (re-exported)
+from .run_files import RunFolderError, restart_hint
 
 
 
@@ -119,7 +120,7 @@ class Trainer:
             diagnose_augment_fn=lambda idx: self.data.augment(idx, self.diag_gen),
             diagnose_score_fn=self._score_diagnostic)
         self.counters = Counters()
-        self.files = RunFiles(self.run_dir, spec.run_id)
+        self.files = RunFiles(self.run_dir, spec.run_id, self.info.fingerprint)
         faults.install(self)  # test-only stop points (IMPON_TEST_KILL_AT); a no-op otherwise
 
     # --- what samplers may call -------------------------------------------------------
@@ -283,17 +284,24 @@ class Trainer:
     def save_checkpoint(self, epoch: int) -> None:
         self.files.save_checkpoint(epoch, self.training_state())
 
-    def load_checkpoint(self) -> int:
-        state = self.files.load_checkpoint(self.device)
-        self.load_training_state(state)
+    def resume(self, state: dict[str, Any]) -> int:
+        """Restore the checkpoint ``state`` (checked by ``files.resume_state``); its epoch."""
+        try:
+            self.load_training_state(state)
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:
+            raise RunFolderError(f"{self.run_dir}: {CHECKPOINT} does not fit this run's model, "
+                                 f"optimizer or sampler ({type(e).__name__}: {str(e).splitlines()[0][:120]}), "
+                                 f"so it cannot resume exactly; {restart_hint(self.run_dir)}") from None
+        self.files.resume(state)
         return state["epoch"]
 
     # --- the run ----------------------------------------------------------------------
     def run(self, on_epoch: Callable[[int, dict[str, Any]], None] | None = None) -> RunResult:
         spec = self.spec
         files = self.files
-        if files.can_resume():
-            start = self.load_checkpoint()
+        state = files.resume_state(self.device)
+        if state is not None:
+            start = self.resume(state)
         else:
             files.start()
             files.add_epoch(self._epoch_row(0, math.nan, self.evaluate(), 0.0))
@@ -375,7 +383,9 @@ def train_one(spec: RunSpec, run_dir: Path, *, data_root: Path, download: bool =
     """Train ``spec`` into ``run_dir`` (resuming from its checkpoint if there is one).
 
     Raises UserError for bad input before anything in ``run_dir`` is touched. Any other
-    exception marks the run ``failed`` in run.json (with the error) and is re-raised.
+    exception marks the run ``failed`` in run.json (with the error) and is re-raised;
+    :class:`RunFolderError` (a folder that cannot resume exactly, or different data) does
+    so before the run.json of the interrupted run loses its data provenance.
     """
     run_dir = Path(run_dir)
     dev = device if isinstance(device, torch.device) else resolve_device(device)
@@ -388,12 +398,22 @@ def train_one(spec: RunSpec, run_dir: Path, *, data_root: Path, download: bool =
     io.write_yaml(run_dir / "config.yaml", spec.to_dict())
     started = dt.datetime.now(dt.timezone.utc).isoformat()
     previous = run_dir / "run.json"
+    before: dict[str, Any] = {}
     if previous.exists():
         try:
-            started = io.read_json(previous).get("started") or started
+            loaded = io.read_json(previous)
+            before = loaded if isinstance(loaded, dict) else {}
+            started = before.get("started") or started
         except ValueError:
             pass
     t0 = time.perf_counter()
+    recorded = before.get("dataset") if isinstance(before.get("dataset"), dict) else {}
+    try:  # before run.json is rewritten, so the provenance of the rows so far survives
+        trainer.files.resume_state(dev, recorded.get("fingerprint"))
+    except RunFolderError as e:
+        failed = _run_json(spec, "failed", str(e), trainer.info, dev, started, 0.0)
+        io.write_json(previous, {**failed, "dataset": recorded or failed["dataset"]})
+        raise
     io.write_json(previous, _run_json(spec, "running", None, trainer.info, dev, started, None))
     try:
         result = trainer.run(on_epoch)
