@@ -8,14 +8,19 @@ Policy (what a re-invocation does with each run folder):
 - anything else (no folder, ``failed``, ``running`` without a lock = killed): trained,
   resuming from its last epoch checkpoint.
 
-Locks are ``fcntl.flock`` locks on ``results/<matrix>/.locks/<run_id>.lock``: the kernel
+Locks are ``fcntl.flock`` locks on ``results/<matrix>/<run_id>/.lock``, inside the run
+folder, so no clean-up of some other folder can separate a run from its lock. The kernel
 releases them when the holder dies (even by SIGKILL), so a crash never leaves a stale lock.
+The holder writes ``pid N on host H`` into the file, and a second runner reports it.
 (On network filesystems flock must be supported; it is on NFSv4 and Lustre with ``flock``.)
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import multiprocessing as mp
 import os
+import socket
 import sys
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -65,16 +70,56 @@ def read_status(folder: Path) -> str:
         return "pending"
 
 
+LOCK_FILE = ".lock"
+
+
+@contextmanager
+def hold_run(folder: Path) -> Iterator[Optional[str]]:
+    """Lock the run folder ``folder``: yield None if this process now holds it, else who does.
+
+    The folder is created if needed (the lock lives inside it). If, when the lock is let
+    go, the folder holds nothing but the lock file (the run never started, e.g. its data
+    was missing), both are removed again, so trying a run leaves no empty folder behind.
+    A runner that opened the lock file just before such a removal notices (the path no
+    longer names its file) and starts over, so two runners can never hold "the" lock of
+    one run at once.
+    """
+    folder = Path(folder)
+    lock = folder / LOCK_FILE
+    while True:
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        except FileNotFoundError:  # the folder was removed between mkdir and open
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+                yield holder or "another process"
+                return
+            if not io.same_file(fd, lock):
+                continue  # removed (and maybe recreated) after we opened it: try again
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} on host {socket.gethostname()}\n".encode(), 0)
+            try:
+                yield None
+            finally:
+                if [p.name for p in folder.iterdir()] == [LOCK_FILE]:
+                    os.unlink(lock)
+                    with contextlib.suppress(OSError):
+                        folder.rmdir()
+            return
+        finally:
+            os.close(fd)
+
+
 @contextmanager
 def run_lock(opts: RunOptions, spec: RunSpec) -> Iterator[bool]:
     """Yield True if this process now holds the run's lock, False if someone else does."""
-    lock_dir = Path(opts.results) / spec["matrix"] / ".locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with io.flocked(lock_dir / f"{spec.run_id}.lock", wait=False) as fd:
-        if fd is not None:  # say who holds it, for a person looking at a stuck run
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()} {os.uname().nodename}\n".encode())
-        yield fd is not None
+    with hold_run(run_dir(opts, spec)) as holder:
+        yield holder is None
 
 
 def execute(spec: RunSpec, opts: RunOptions, device: str | None = None,
@@ -88,9 +133,9 @@ def execute(spec: RunSpec, opts: RunOptions, device: str | None = None,
     if read_status(folder) in FINISHED:
         return Outcome(spec.run_id, "skipped-finished")
     t0 = time.perf_counter()
-    with run_lock(opts, spec) as mine:
-        if not mine:
-            return Outcome(spec.run_id, "skipped-locked")
+    with hold_run(folder) as holder:
+        if holder is not None:
+            return Outcome(spec.run_id, "skipped-locked", f"being trained by {holder}")
         if read_status(folder) in FINISHED:  # finished while we waited for the lock
             return Outcome(spec.run_id, "skipped-finished")
         try:

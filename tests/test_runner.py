@@ -177,3 +177,60 @@ def test_jobs_run_in_parallel_processes(tmp_path, tiny_root, tiny_defaults, caps
     share = max(1, len(os.sched_getaffinity(0)) // 2)
     for run_json in (tmp_path / "r").glob("*/*/run.json"):
         assert f"{share} threads" in json.loads(run_json.read_text())["device"]
+
+
+def test_deleting_lock_folders_mid_run_does_not_let_a_second_runner_train(tmp_path, tiny_root, tiny_defaults):
+    """The lock lives in the run folder: whatever lock folder a user deletes mid-run, a
+    second runner still sees the run as taken, and says by whom."""
+    import shutil
+
+    from benchmarks.faults import PAUSED_LINE
+
+    m = write_matrix(tmp_path / "m.yaml", {**tiny_defaults, "epochs": 1}, {"seed": [0], "arm": [{"name": "sgd"}]})
+    results = tmp_path / "r"
+    first = _cli_proc(m, tiny_root, results, env_extra={"IMPON_TEST_PAUSE_AT": "epoch:1:iteration:2"})
+    try:
+        for line in first.stdout:  # blocks until the first runner is provably mid-epoch
+            if line.startswith(PAUSED_LINE):
+                break
+        else:
+            pytest.fail("the first runner ended without reaching the pause point")
+        assert line.split() == [PAUSED_LINE, str(first.pid)]
+        for lock_dir in [p for p in results.rglob("*lock*") if p.is_dir()] + [results / "t" / ".locks"]:
+            shutil.rmtree(lock_dir, ignore_errors=True)
+        second = _cli_proc(m, tiny_root, results)
+        out, _ = second.communicate(timeout=300)
+        assert second.returncode == 1, out
+        assert re.search(rf": skipped-locked \(being trained by pid {first.pid} on host \S+\)", out), out
+        run = next((results / "t").glob("tiny-*"))
+        assert (run / "iterations.csv").read_text().count("\n") == 1  # header only: nobody trained
+    finally:
+        first.kill()
+        first.wait()
+
+
+def test_a_run_that_never_starts_leaves_no_folder(tmp_path, tiny_defaults):
+    from benchmarks.config import RunSpec
+    from benchmarks.runner import RunOptions, execute, run_dir
+
+    spec = RunSpec.from_dict({**tiny_defaults, "matrix": "t"})
+    opts = RunOptions(results=str(tmp_path / "r"), data_root=str(tmp_path / "no-data"), download=False,
+                      device="cpu")
+    out = execute(spec, opts)
+    assert out.status == "failed" and "no file" in out.error
+    assert not run_dir(opts, spec).exists()
+
+
+def test_lock_file_names_its_holder_and_sits_in_the_run_folder(tmp_path, tiny_defaults):
+    from benchmarks.config import RunSpec
+    from benchmarks.runner import RunOptions, hold_run, run_dir
+
+    spec = RunSpec.from_dict({**tiny_defaults, "matrix": "t"})
+    folder = run_dir(RunOptions(results=str(tmp_path)), spec)
+    with hold_run(folder) as holder:
+        assert holder is None
+        text = (folder / ".lock").read_text()
+        assert text.startswith(f"pid {os.getpid()} on host ")
+        with hold_run(folder) as other:  # a second open file description: a second runner
+            assert other == text.strip()
+    assert not folder.exists()  # nothing but the lock was ever in it
