@@ -215,8 +215,12 @@ def _load_run(folder: Path) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]
     try:
         epochs = _read_csv(folder / "epochs.csv", EPOCH_COLUMNS)
         iterations = _read_csv(folder / "iterations.csv", ITERATION_COLUMNS)
+        problem = _check_run(spec or {}, epochs, iterations)
     except ValueError as exc:
         record["reason"] = f"done, but {exc}"
+        return record, pd.DataFrame(), pd.DataFrame()
+    if problem:
+        record["reason"] = f"done, but {problem}"
         return record, pd.DataFrame(), pd.DataFrame()
     record["included"] = True
     epochs.insert(0, "run_id", record["run_id"])
@@ -257,14 +261,72 @@ def _read_csv(path: Path, required: Sequence[str]) -> pd.DataFrame:
         raise ValueError(f"{path.name} is missing")
     try:
         df = pd.read_csv(path)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        # ValueError covers UnicodeDecodeError (binary junk) and pandas' own parse errors
         raise ValueError(f"{path.name} is unreadable ({exc.__class__.__name__})") from exc
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise ValueError(f"{path.name} lacks columns {missing}")
     if df.empty:
         raise ValueError(f"{path.name} has no rows")
+    for col in required:  # a junk line turns a column into text: name the first bad row
+        numeric = pd.to_numeric(df[col], errors="coerce")
+        bad = numeric.isna() & df[col].notna()
+        if bad.any():
+            row = int(bad.to_numpy().nonzero()[0][0])
+            raise ValueError(f"{path.name} has a non-numeric {col} in data row {row + 1} "
+                             f"({str(df[col].iloc[row])[:20]!r})")
+        df[col] = numeric
     return df
+
+
+def _check_run(spec: dict[str, Any], epochs: pd.DataFrame, iterations: pd.DataFrame) -> str | None:
+    """Why a ``done`` run's CSVs do not add up, or None.
+
+    The trainer writes one iterations.csv row per optimizer step, numbered 1..n, and one
+    epochs.csv row per epoch 0..E whose ``iteration`` is the step count at its end, so
+    the two files must agree with each other and with the spec's epoch count. A file cut
+    short, padded, or with rows lost or repeated fails one of these checks and the run is
+    left out (and listed) instead of being averaged in.
+    """
+    def whole(col: pd.Series) -> bool:
+        v = col.to_numpy(dtype=float)
+        return bool(np.isfinite(v).all() and (v == np.round(v)).all())
+
+    for name, df, cols in (("iterations.csv", iterations, ("iteration", "epoch", "loss", "lr",
+                                                            "backprops", "forwards")),
+                           ("epochs.csv", epochs, ("epoch", "iteration", "test_loss", "test_acc",
+                                                   "backprops", "forwards"))):
+        for col in cols:
+            values = df[col].to_numpy(dtype=float)
+            if not np.isfinite(values).all():
+                return f"{name} has an empty or non-finite {col}"
+    for col in ("iteration", "epoch", "backprops", "forwards"):
+        if not whole(iterations[col]) or not whole(epochs[col]):
+            return f"a CSV has a non-integer {col}"
+    n = len(iterations)
+    if iterations["iteration"].tolist() != list(range(1, n + 1)):
+        return f"iterations.csv rows are not numbered 1..{n} (rows lost, repeated or out of order)"
+    ep = epochs["epoch"].astype(int).tolist()
+    if ep != list(range(len(ep))):
+        return f"epochs.csv epochs are {ep[:3]}...{ep[-1:]}, not 0, 1, 2, ..."
+    want_epochs = spec.get("epochs")
+    if isinstance(want_epochs, int) and ep[-1] != want_epochs:
+        return f"epochs.csv ends at epoch {ep[-1]}, but the run was for {want_epochs} epochs"
+    trained = epochs.loc[epochs["epoch"] > 0, "train_loss"].to_numpy(dtype=float)
+    if not np.isfinite(trained).all():
+        return "epochs.csv has an empty or non-finite train_loss after epoch 0"
+    ends = epochs["iteration"].astype(int).to_numpy()
+    if ends[-1] != n:
+        return f"iterations.csv has {n} rows, but epochs.csv says {ends[-1]} steps were trained"
+    if ends[0] != 0 or (np.diff(ends) < 0).any():
+        return "epochs.csv step counts do not start at 0 and grow"
+    per_epoch = iterations.groupby(iterations["epoch"].astype(int)).size()
+    for e, (lo, hi) in enumerate(zip(ends[:-1], ends[1:]), start=1):
+        if int(per_epoch.get(e, 0)) != hi - lo:
+            return (f"iterations.csv has {int(per_epoch.get(e, 0))} rows for epoch {e}, "
+                    f"epochs.csv says {hi - lo}")
+    return None
 
 
 def _int_or_none(value: Any) -> int | None:
