@@ -36,7 +36,6 @@ from .run_files import CHECKPOINT, EPOCH_COLUMNS, ITER_COLUMNS, RunFiles  # noqa
 from .run_files import RunFolderError, restart_hint
 
 
-
 def derive_seed(seed: int, epoch: int, stream: str) -> int:
     """Independent seed per (run seed, epoch, stream): order, augmentation and init never
     share a generator, and epoch e's streams do not depend on how epoch e-1 ended."""
@@ -290,7 +289,7 @@ class Trainer:
             self.load_training_state(state)
         except (KeyError, RuntimeError, ValueError, TypeError) as e:
             raise RunFolderError(f"{self.run_dir}: {CHECKPOINT} does not fit this run's model, "
-                                 f"optimizer or sampler ({type(e).__name__}: {str(e).splitlines()[0][:120]}), "
+                                 f"optimizer or sampler ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:120]}), "
                                  f"so it cannot resume exactly; {restart_hint(self.run_dir)}") from None
         self.files.resume(state)
         return state["epoch"]
