@@ -106,9 +106,9 @@ def hold_run(folder: Path) -> Iterator[Optional[str]]:
             try:
                 yield None
             finally:
-                if [p.name for p in folder.iterdir()] == [LOCK_FILE]:
-                    os.unlink(lock)
-                    with contextlib.suppress(OSError):
+                with contextlib.suppress(OSError):  # e.g. the folder was moved away meanwhile
+                    if [p.name for p in folder.iterdir()] == [LOCK_FILE]:
+                        os.unlink(lock)
                         folder.rmdir()
             return
         finally:
