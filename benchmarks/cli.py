@@ -62,7 +62,7 @@ def preflight(specs: list, args: argparse.Namespace) -> None:
     """Everything that can be checked before training starts: data present and readable,
     batch sizes that fit, a writable results folder. Raises UserError listing problems."""
     from . import io
-    from .data import load_splits
+    from .data import load_run_data
 
     problems: list[str] = []
     why = io.check_writable(Path(args.results))
@@ -70,10 +70,11 @@ def preflight(specs: list, args: argparse.Namespace) -> None:
         problems.append(f"--results {args.results}: {why}; choose a writable folder with --results DIR")
     seen: dict[tuple, Any] = {}
     for spec in specs:
-        key = (spec["dataset"], repr(spec["subset"]))
+        key = (spec["dataset"], repr(spec["subset"]), spec["validation"])
         if key not in seen:
             try:
-                seen[key] = load_splits(spec["dataset"], args.data_root, args.download, spec["subset"])[2]
+                seen[key] = load_run_data(spec["dataset"], args.data_root, args.download, spec["subset"],
+                                          spec["validation"])[3]
             except UserError as e:
                 seen[key] = None
                 problems += e.problems
@@ -81,6 +82,10 @@ def preflight(specs: list, args: argparse.Namespace) -> None:
         if info is not None and spec["batch_size"] > info.n_train:
             problems.append(f"batch_size: {spec['batch_size']} is larger than the training set of "
                             f"{spec['dataset']} ({info.n_train}); lower it with --set batch_size=N")
+        bank = spec["sampler"].get("bank_size")
+        if info is not None and isinstance(bank, int) and bank > info.n_train:
+            problems.append(f"sampler.bank_size: {bank} (arm {spec['arm']}) is larger than the "
+                            f"training set of {spec['dataset']} ({info.n_train}); lower bank_size")
     if problems:
         raise UserError(*dict.fromkeys(problems))
 
