@@ -116,7 +116,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             cost = estimate.format_seconds(secs) if secs is not None else ("-" if s not in pending else "?")
             print(f"  {statuses[s.run_id]:<9} {cost:>8}  {s.run_id}")
         unknown = f" ({est['unknown']} runs of unknown size)" if est["unknown"] else ""
-        print(f"estimated cost of the runs to do: {estimate.format_seconds(est['total'])} "
+        print(f"estimated cost of the runs to do: {estimate.format_range(est)} "
               f"on {device} with 1 job{unknown} (measured step time on this device)")
         return 0
 
@@ -125,10 +125,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _exit_code(specs, opts)
     preflight(pending, args)
     if device == "cpu" and not args.yes:
-        total = estimate.describe(pending, device, args.data_root)["total"]
-        if total > CPU_GUARD_SECONDS:
+        est = estimate.describe(pending, device, args.data_root)
+        if est["total"] > CPU_GUARD_SECONDS:  # the median estimate decides; the range is shown
             raise UserError(f"matrix {mat.name}: {len(pending)} runs estimated at "
-                            f"{estimate.format_seconds(total)} on this CPU; pass --yes to run anyway, "
+                            f"{estimate.format_seconds(est['total'])} on this CPU "
+                            f"({estimate.range_text(est)}); pass --yes to run anyway, "
                             "use a GPU (--device cuda), or try `make smoke` (minutes) or "
                             "`make cpu-mini` (about an hour on 2 cores)")
 
