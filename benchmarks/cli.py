@@ -62,7 +62,7 @@ def preflight(specs: list, args: argparse.Namespace) -> None:
     """Everything that can be checked before training starts: data present and readable,
     batch sizes that fit, a writable results folder. Raises UserError listing problems."""
     from . import io
-    from .data import load_splits
+    from .data import load_run_data
 
     problems: list[str] = []
     why = io.check_writable(Path(args.results))
@@ -70,10 +70,11 @@ def preflight(specs: list, args: argparse.Namespace) -> None:
         problems.append(f"--results {args.results}: {why}; choose a writable folder with --results DIR")
     seen: dict[tuple, Any] = {}
     for spec in specs:
-        key = (spec["dataset"], repr(spec["subset"]))
+        key = (spec["dataset"], repr(spec["subset"]), spec["validation"])
         if key not in seen:
             try:
-                seen[key] = load_splits(spec["dataset"], args.data_root, args.download, spec["subset"])[2]
+                seen[key] = load_run_data(spec["dataset"], args.data_root, args.download, spec["subset"],
+                                          spec["validation"])[3]
             except UserError as e:
                 seen[key] = None
                 problems += e.problems
@@ -81,6 +82,10 @@ def preflight(specs: list, args: argparse.Namespace) -> None:
         if info is not None and spec["batch_size"] > info.n_train:
             problems.append(f"batch_size: {spec['batch_size']} is larger than the training set of "
                             f"{spec['dataset']} ({info.n_train}); lower it with --set batch_size=N")
+        bank = spec["sampler"].get("bank_size")
+        if info is not None and isinstance(bank, int) and bank > info.n_train:
+            problems.append(f"sampler.bank_size: {bank} (arm {spec['arm']}) is larger than the "
+                            f"training set of {spec['dataset']} ({info.n_train}); lower bank_size")
     if problems:
         raise UserError(*dict.fromkeys(problems))
 
@@ -111,7 +116,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             cost = estimate.format_seconds(secs) if secs is not None else ("-" if s not in pending else "?")
             print(f"  {statuses[s.run_id]:<9} {cost:>8}  {s.run_id}")
         unknown = f" ({est['unknown']} runs of unknown size)" if est["unknown"] else ""
-        print(f"estimated cost of the runs to do: {estimate.format_seconds(est['total'])} "
+        print(f"estimated cost of the runs to do: {estimate.format_range(est)} "
               f"on {device} with 1 job{unknown} (measured step time on this device)")
         return 0
 
@@ -120,10 +125,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _exit_code(specs, opts)
     preflight(pending, args)
     if device == "cpu" and not args.yes:
-        total = estimate.describe(pending, device, args.data_root)["total"]
-        if total > CPU_GUARD_SECONDS:
+        est = estimate.describe(pending, device, args.data_root)
+        if est["total"] > CPU_GUARD_SECONDS:  # the median estimate decides; the range is shown
             raise UserError(f"matrix {mat.name}: {len(pending)} runs estimated at "
-                            f"{estimate.format_seconds(total)} on this CPU; pass --yes to run anyway, "
+                            f"{estimate.format_seconds(est['total'])} on this CPU "
+                            f"({estimate.range_text(est)}); pass --yes to run anyway, "
                             "use a GPU (--device cuda), or try `make smoke` (minutes) or "
                             "`make cpu-mini` (about an hour on 2 cores)")
 

@@ -14,6 +14,8 @@ import copy
 import difflib
 import hashlib
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -35,6 +37,9 @@ TOP_LEVEL: dict[str, tuple[Any, Any]] = {
     "channels_last": (bool, True),  # CUDA only; ignored on CPU
     "amp": (str, "off"),            # off | bf16 (CUDA only)
     "compile": (bool, False),       # torch.compile the model (CUDA only)
+    # Examples carved out of the training set (after ``subset``) as a validation split for
+    # tuning; 0 = none. See benchmarks.data.split_validation.
+    "validation": (int, 0),
 }
 
 SUBSET: dict[str, tuple[Any, Any]] = {
@@ -161,6 +166,7 @@ def _check_sampler(given: Any, path: str, problems: list[str]) -> dict[str, Any]
         problems.append(f"{path}.name: {e}")
         return dict(given)
     out: dict[str, Any] = {"name": name}
+    before = len(problems)
     for key, val in given.items():
         if key == "name":
             continue
@@ -176,7 +182,27 @@ def _check_sampler(given: Any, path: str, problems: list[str]) -> dict[str, Any]
         out[key] = val
     for key, default in defaults.items():
         out.setdefault(key, default)
+    if len(problems) == before:  # types fine: let the sampler's own class check the ranges
+        problems += _sampler_range_problems(name, out, path)
     return out
+
+
+def _sampler_range_problems(name: str, cfg: Mapping[str, Any], path: str) -> list[str]:
+    """Build the sampler once (cheap: no data, no tensors) so each of its own ``__init__``
+    checks (``beta >= 0``, ``bank_size >= 1``, ...) becomes a schema error with a path.
+
+    Why not repeat the rules here: the sampler class is the one place its parameters are
+    documented and validated (samplers/registry.py), also for users outside this suite.
+    The samplers' messages start with the parameter name, which gives the path."""
+    params = {k: v for k, v in cfg.items() if k != "name"}
+    try:
+        samplers.build(name, **params)
+    except (ValueError, TypeError) as e:
+        msg = str(e)
+        first = msg.split(" ", 1)[0]
+        where = f"{path}.{first}" if first in params else path
+        return [f"{where}: {msg}"]
+    return []
 
 
 def resolve(raw: Mapping[str, Any], path: str = "") -> dict[str, Any]:
@@ -215,9 +241,7 @@ def resolve(raw: Mapping[str, Any], path: str = "") -> dict[str, Any]:
     flip = out["augment"].get("flip")
     if isinstance(flip, str) and flip != "auto":
         problems.append(f"{p('augment.flip')}: expected true, false or auto, got {flip!r}")
-    opt = out["optimizer"]
-    if isinstance(opt.get("lr"), float) and opt["lr"] <= 0:
-        problems.append(f"{p('optimizer.lr')}: must be > 0, got {opt['lr']}")
+    _range_problems(out, p, problems)
     bank = out["sampler"].get("bank_size")
     if isinstance(bank, int) and isinstance(out.get("batch_size"), int) and bank < out["batch_size"]:
         problems.append(f"{p('sampler.bank_size')}: bank of {bank} is smaller than the batch "
@@ -225,6 +249,82 @@ def resolve(raw: Mapping[str, Any], path: str = "") -> dict[str, Any]:
     if problems:
         raise UserError(*problems)
     return out
+
+
+#: Matrix and arm names become folder names and parts of run ids: plain identifiers only.
+IDENTIFIER = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def identifier_problem(value: Any) -> str | None:
+    """Why ``value`` cannot be a matrix/arm name (a folder name under ``--results``), or None.
+
+    Why so strict: the matrix name is joined to the results root, so ``/abs`` or ``../x``
+    would write outside it; a plain ``[A-Za-z0-9_.-]`` name that is not ``.``/``..`` cannot.
+    """
+    if not isinstance(value, str) or not IDENTIFIER.fullmatch(value) or value in (".", ".."):
+        return (f"{value!r} is not a plain name: use letters, digits, '_', '.' and '-' only "
+                "(no path separators, not '.' or '..')")
+    return None
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _range_problems(out: Mapping[str, Any], p: Any, problems: list[str]) -> None:
+    """Value ranges the type check cannot see, so that an out-of-range value is a one-line
+    error before any data is loaded instead of a failure (or a silently odd run) later.
+    Sampler parameters are checked by their own classes (``_check_sampler``)."""
+    def need(path: str, value: Any, ok: bool, rule: str) -> None:
+        if _is_num(value) and not ok:
+            problems.append(f"{p(path)}: must be {rule}, got {value!r}")
+
+    for key in ("matrix", "arm"):
+        if out.get(key) is not None and identifier_problem(out[key]):
+            problems.append(f"{p(key)}: {identifier_problem(out[key])}")
+    need("seed", out.get("seed"), _is_num(out.get("seed")) and out["seed"] >= 0, ">= 0")
+    v = out.get("validation")
+    need("validation", v, _is_num(v) and v >= 0, ">= 0 (0 = no validation split)")
+    sub = out.get("subset") or {}
+    for key in ("train", "test"):
+        need(f"subset.{key}", sub.get(key), _is_num(sub.get(key)) and sub[key] >= 1,
+             ">= 1 (or null for the whole split)")
+    need("subset.seed", sub.get("seed"), _is_num(sub.get("seed")) and sub["seed"] >= 0, ">= 0")
+    cp = out["augment"].get("crop_padding")
+    need("augment.crop_padding", cp, _is_num(cp) and cp >= 0, ">= 0")
+    width = out["model"].get("width")
+    need("model.width", width, _is_num(width) and math.isfinite(width) and width > 0,
+         "a finite number > 0")
+    opt = out["optimizer"]
+    fin = (lambda x: _is_num(x) and math.isfinite(x))
+    need("optimizer.lr", opt.get("lr"), fin(opt.get("lr")) and opt["lr"] > 0, "a finite number > 0")
+    need("optimizer.weight_decay", opt.get("weight_decay"),
+         fin(opt.get("weight_decay")) and opt["weight_decay"] >= 0, "a finite number >= 0")
+    if opt.get("name") == "sgd":
+        m = opt.get("momentum")
+        need("optimizer.momentum", m, fin(m) and 0 <= m < 1, "in [0, 1)")
+        if opt.get("nesterov") is True and _is_num(m) and m == 0:
+            problems.append(f"{p('optimizer.nesterov')}: Nesterov momentum needs momentum > 0")
+    if opt.get("name") == "adam":
+        betas = opt.get("betas")
+        if not (isinstance(betas, list) and len(betas) == 2
+                and all(_is_num(b) and 0 <= b < 1 for b in betas)):
+            problems.append(f"{p('optimizer.betas')}: must be a list of two numbers in [0, 1), "
+                            f"e.g. [0.9, 0.999], got {betas!r}")
+        need("optimizer.eps", opt.get("eps"), fin(opt.get("eps")) and opt["eps"] > 0,
+             "a finite number > 0")
+    sched = out["schedule"]
+    if "final_lr" in sched:
+        f = sched.get("final_lr")
+        need("schedule.final_lr", f, fin(f) and f >= 0, "a finite number >= 0")
+    if sched.get("name") == "step":
+        ms = sched.get("milestones")
+        if not (isinstance(ms, list) and all(isinstance(m, int) and not isinstance(m, bool)
+                                             and m >= 1 for m in ms)):
+            problems.append(f"{p('schedule.milestones')}: must be a list of positive integer "
+                            f"epochs, e.g. [15, 25], got {ms!r}")
+        g = sched.get("gamma")
+        need("schedule.gamma", g, fin(g) and g > 0, "a finite number > 0")
 
 
 @dataclass(frozen=True)
@@ -280,7 +380,9 @@ class RunSpec:
 #: "behave as before the key existed". While a run holds that value the key is not part of
 #: its hash (see ``RunSpec.hash``). Add every new key here; never change a listed value.
 #: ``sampler.<param>`` entries apply to every sampler that has the parameter.
-HASH_STABLE_DEFAULTS: dict[str, Any] = {}
+HASH_STABLE_DEFAULTS: dict[str, Any] = {
+    "validation": 0,   # no validation split: the whole (subset of the) training set trains
+}
 
 
 def _drop_stable_defaults(body: dict[str, Any]) -> dict[str, Any]:

@@ -32,7 +32,7 @@ import hashlib
 import logging
 import os
 import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -63,6 +63,8 @@ class Split:
 
     x: np.ndarray
     y: np.ndarray
+    #: Class count stated by the file (a prepared npz's optional ``num_classes``), else None.
+    num_classes: Optional[int] = None
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -74,7 +76,8 @@ class DatasetInfo:
 
     ``n_train``/``n_test`` are the sizes *after* subsetting (what the run saw);
     ``n_train_full``/``n_test_full`` the sizes of the splits the subset was drawn from.
-    ``mean``/``std`` are per-channel statistics of ``pixel / 255`` over the full training
+    ``n_val`` counts examples held out of the training split as a validation set (then
+    ``n_train`` is what remains to train on). ``mean``/``std`` are per-channel statistics of ``pixel / 255`` over the full training
     split. ``fingerprint`` hashes the loaded (post-subset) arrays, so two runs with equal
     fingerprints provably saw the same examples.
     """
@@ -91,6 +94,7 @@ class DatasetInfo:
     subset: Optional[dict]
     n_train_full: Optional[int] = None
     n_test_full: Optional[int] = None
+    n_val: int = 0   # validation examples held out of the training set (``validation``)
 
     def to_dict(self) -> dict:
         """JSON-ready dict (tuples become lists) for run.json."""
@@ -145,7 +149,7 @@ def load_splits(
                     f"{', '.join(BUILTIN)}")
         train, test = (_read_npz(p, name) for p in files)
         source = "prepared"
-        num_classes = int(max(train.y.max(initial=-1), test.y.max(initial=-1))) + 1
+        num_classes = prepared_num_classes(name, folder, train, test)
 
     _check_pair(name, folder, train, test, num_classes)
     mean, std = channel_stats(train.x)
@@ -167,6 +171,51 @@ def load_splits(
         n_train_full=n_train_full, n_test_full=n_test_full,
     )
     return train, test, info
+
+
+#: ``stratified_indices`` stream of the validation split (0 = train subset, 1 = test subset).
+VALIDATION_STREAM = 2
+
+
+def split_validation(train: Split, n: int, seed: int, what: str = "train") -> tuple[Split, Split]:
+    """(train minus validation, validation): a seeded, class-stratified split of ``n``
+    training examples held out for tuning (model selection never looks at the test split).
+
+    The draw uses :func:`stratified_indices` with ``seed`` and its own stream, never the
+    run seed, so every seed of a matrix trains on the same examples and is scored on the
+    same validation set (as with ``subset``). Both parts keep the split's original order.
+    """
+    val_idx = stratified_indices(train.y, n, seed, stream=VALIDATION_STREAM,
+                                 what=f"validation split of {what}")
+    if val_idx.size >= len(train):
+        raise UserError(f"validation: {n} examples would leave none of the {len(train)} {what} "
+                        "examples to train on; use a smaller validation size")
+    keep = np.ones(len(train), dtype=bool)
+    keep[val_idx] = False
+    return _take(train, np.flatnonzero(keep)), _take(train, val_idx)
+
+
+def load_run_data(name: str, data_root: str | Path, download: bool, subset: Optional[dict] = None,
+                  validation: int = 0) -> tuple[Split, Split, Optional[Split], DatasetInfo]:
+    """What one run trains and evaluates on: (train, test, val or None, info).
+
+    :func:`load_splits`, then, if ``validation`` > 0, :func:`split_validation` applied
+    after ``subset`` with the subset seed (0 without a subset). ``info.n_train`` is then
+    the size of what is trained on, ``info.n_val`` the validation size, and the
+    fingerprint also covers the validation examples. With ``validation == 0`` this is
+    exactly ``load_splits`` (same info, same fingerprint as before the option existed).
+    """
+    train, test, info = load_splits(name, data_root, download, subset)
+    if not validation:
+        return train, test, None, info
+    seed = (info.subset or {}).get("seed", 0)
+    train, val = split_validation(train, int(validation), seed, what=f"{name} train")
+    h = hashlib.sha256(info.fingerprint.encode())
+    for a in (train.y, val.y):  # which examples went where (the images are in the old hash)
+        h.update(np.ascontiguousarray(a).data)
+    h.update(np.ascontiguousarray(val.x).data)
+    info = replace(info, n_train=len(train), n_val=len(val), fingerprint=h.hexdigest()[:16])
+    return train, test, val, info
 
 
 def channel_stats(x: np.ndarray) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
@@ -278,6 +327,7 @@ def _read_npz(path: Path, name: str) -> Split:
                 raise UserError(f"{name}: {path} has no array {' or '.join(map(repr, missing))} "
                                 f"(found: {', '.join(z.files) or 'none'}); expected x uint8 (N,32,32,3) and y int64 (N,)")
             x, y = z["x"], z["y"]
+            stated = z["num_classes"] if "num_classes" in z.files else None
     except UserError:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
@@ -302,18 +352,72 @@ def _read_npz(path: Path, name: str) -> Split:
         problems.append("it holds no examples")
     if not problems and y.min() < 0:
         problems.append(f"y has negative labels (min {int(y.min())}); labels must be 0..num_classes-1")
+    num_classes = None
+    if stated is not None:
+        if stated.ndim != 0 or stated.dtype.kind not in "iu" or int(stated) < 1:
+            problems.append(f"num_classes is {stated!r}, expected one integer >= 1 "
+                            "(numpy.savez(path, x=..., y=..., num_classes=10))")
+        else:
+            num_classes = int(stated)
     if problems:
         raise UserError(f"{name}: {path}: " + "; ".join(problems))
-    return Split(x=np.ascontiguousarray(x), y=np.ascontiguousarray(y))
+    return Split(x=np.ascontiguousarray(x), y=np.ascontiguousarray(y), num_classes=num_classes)
 
 
 def _check_pair(name: str, folder: Path, train: Split, test: Split, num_classes: int) -> None:
     if train.x.shape[1:] != test.x.shape[1:]:
         raise UserError(f"{name}: train images are {train.x.shape[1:]} but test images are "
                         f"{test.x.shape[1:]} (in {folder}); both splits need the same H, W, 3")
-    top = int(max(train.y.max(), test.y.max()))
-    if top >= num_classes:
-        raise UserError(f"{name}: label {top} in {folder} is out of range for {num_classes} classes")
+    for split, what in ((train, "train"), (test, "test")):
+        top = int(split.y.max())
+        if top >= num_classes:
+            raise UserError(f"{name}: {what} label {top} in {folder} is out of range for "
+                            f"{num_classes} classes (labels must be 0..{num_classes - 1})")
+    unseen = np.setdiff1d(np.unique(test.y), np.unique(train.y))
+    if unseen.size:
+        raise UserError(f"{name}: train and test labels disagree in {folder}: test label(s) "
+                        f"{_few(unseen)} never occur in train.npz; a model cannot learn them")
+
+
+def _few(values: np.ndarray, k: int = 5) -> str:
+    shown = ", ".join(str(int(v)) for v in values[:k])
+    return shown + (f", ... ({values.size} in all)" if values.size > k else "")
+
+
+def prepared_num_classes(name: str, folder: Path, train: Split, test: Split) -> int:
+    """The class count C of a prepared dataset (labels must then lie in 0..C-1).
+
+    Rule: if ``train.npz`` or ``test.npz`` holds an integer ``num_classes`` (both, if
+    both hold one, must agree), C is that. Otherwise C is read from the training labels,
+    which must then be exactly ``{0, ..., C-1}``: every class present at least once.
+    Why not ``max(label) + 1`` as before: a stray label 999 among 0..8 silently built a
+    1000-class model, and a typo'd label 10 among 10 classes an 11-class one; requiring
+    the labels to be contiguous (or C stated) turns both into an error. A dataset whose
+    train split truly lacks a class states ``num_classes`` (``numpy.savez(..., num_classes=10)``).
+    With C read from the labels, test.npz must hold exactly the same label set (a label 10
+    only in train is then caught too). Test labels are also checked afterwards
+    (:func:`_check_pair`, as for built-ins): in 0..C-1 and all seen in train.
+    """
+    stated = {what: s.num_classes for s, what in ((train, "train.npz"), (test, "test.npz"))
+              if s.num_classes is not None}
+    if len(set(stated.values())) > 1:
+        raise UserError(f"{name}: num_classes differs between train.npz ({stated['train.npz']}) "
+                        f"and test.npz ({stated['test.npz']}) in {folder}; make them equal")
+    if stated:
+        return next(iter(stated.values()))
+    present = np.unique(train.y)
+    c = int(present.size)
+    if int(present[-1]) != c - 1:  # labels are >= 0 (checked on read), so they are not 0..c-1
+        missing = np.setdiff1d(np.arange(int(present[-1]) + 1), present)
+        raise UserError(f"{name}: train labels in {folder} are not 0..C-1: {c} distinct labels up "
+                        f"to {int(present[-1])}, missing {_few(missing)}; relabel them 0..{c - 1}, "
+                        f"or store num_classes in train.npz if those classes truly have no examples")
+    only_train = np.setdiff1d(present, np.unique(test.y))
+    if only_train.size:  # inferred C: the two splits must name the same classes
+        raise UserError(f"{name}: train and test labels disagree in {folder}: train label(s) "
+                        f"{_few(only_train)} never occur in test.npz; fix the labels, or store "
+                        f"num_classes in both files if the test split truly lacks those classes")
+    return c
 
 
 def write_npz_atomic(path: Path, x: np.ndarray, y: np.ndarray) -> None:
@@ -450,7 +554,8 @@ class DeviceData:
     """
 
     def __init__(self, train: Split, test: Split, info: DatasetInfo, device: torch.device,
-                 crop_padding: int = 4, flip: Optional[bool] = None, channels_last: bool = False) -> None:
+                 crop_padding: int = 4, flip: Optional[bool] = None, channels_last: bool = False,
+                 val: Optional[Split] = None) -> None:
         if crop_padding < 0:
             raise ValueError(f"crop_padding must be >= 0, got {crop_padding}")
         self.info = info
@@ -465,6 +570,10 @@ class DeviceData:
         self.x_test = torch.tensor(test.x, dtype=torch.uint8, device=self.device)
         self.y_train = torch.tensor(train.y, dtype=torch.int64, device=self.device)
         self.y_test = torch.tensor(test.y, dtype=torch.int64, device=self.device)
+        self.n_val = 0 if val is None else len(val)
+        if val is not None:  # held-out training examples, evaluated like the test split
+            self.x_val = torch.tensor(val.x, dtype=torch.uint8, device=self.device)
+            self.y_val = torch.tensor(val.y, dtype=torch.int64, device=self.device)
         self.height, self.width = int(train.x.shape[1]), int(train.x.shape[2])
         self._mean = torch.tensor(info.mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(info.std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
@@ -522,7 +631,15 @@ class DeviceData:
 
     def test_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
         """Normalised test inputs (no augmentation) and labels, in order, ``batch_size`` at a time."""
+        yield from self._eval_batches(self.x_test, self.y_test, batch_size)
+
+    def val_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        """Like :meth:`test_batches`, for the validation split (none: yields nothing)."""
+        if self.n_val:
+            yield from self._eval_batches(self.x_val, self.y_val, batch_size)
+
+    def _eval_batches(self, x: Tensor, y: Tensor, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        for s in range(0, self.n_test, batch_size):
-            yield self._finish(self.x_test[s:s + batch_size]), self.y_test[s:s + batch_size]
+        for s in range(0, int(y.shape[0]), batch_size):
+            yield self._finish(x[s:s + batch_size]), y[s:s + batch_size]

@@ -1,16 +1,21 @@
 """Cost estimates for ``--dry-run`` and the CPU guard, from throughput measured here.
 
 A few real ResNet training steps are timed on the current device at each (width, batch)
-of the matrix; a run's cost is its optimizer steps times that step time, times the
-sampler's extra forwards (a no-grad forward costs about a third of a training step),
-plus evaluation. Good to within tens of percent, which is what a go/no-go needs.
+of the matrix, with a fixed CPU thread count; a run's cost is its optimizer steps times
+the median step time, times the sampler's extra forwards (a no-grad forward costs about a
+third of a training step), plus evaluation. The interquartile range of the timed steps
+gives the range quoted with the estimate. Good to within tens of percent, which is what a
+go/no-go needs; on a busy machine the range says how much less.
 """
 from __future__ import annotations
 
+import os
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -44,18 +49,71 @@ def dataset_sizes(name: str, data_root: str | Path, subset: dict | None) -> tupl
     return n_train, n_test, k
 
 
-@lru_cache(maxsize=None)
-def step_seconds(device: str, width: float, batch_size: int, num_classes: int, amp: bool,
-                 channels_last: bool, budget_s: float = 3.0, max_steps: int = 12) -> float:
-    """Seconds of one ResNet-18 training step (synthetic data), once warmed up.
+@dataclass(frozen=True)
+class StepTime:
+    """Seconds per training step: the median of the timed steps and their interquartile
+    range (``low``..``high``), the uncertainty the estimate is quoted with."""
 
-    Steps until ``budget_s`` is spent (at least 4, at most ``max_steps``) and takes the
-    median of the second half. Why not "one warm-up step, then a few": on CPU the first
-    five or so steps run up to 2x slower (allocator and oneDNN warm-up; measured on a
-    width-0.25 ResNet-18, batch 128: 0.96, 0.40, 0.41, 0.41, 0.35, then 0.21-0.27 s),
-    which made estimates ~2x too high. A slow device (width 1 on CPU, ~4 s/step) still
-    stops after 4 steps.
+    median: float
+    low: float
+    high: float
+    steps: int
+
+    def scaled(self, k: float) -> "StepTime":
+        return StepTime(self.median * k, self.low * k, self.high * k, self.steps)
+
+
+def time_steps(step: Callable[[], None], clock: Callable[[], float] = time.perf_counter,
+               sync: Callable[[], None] = lambda: None, budget_s: float = 3.0,
+               min_steps: int = 6, max_steps: int = 24) -> StepTime:
+    """Time ``step()`` repeatedly; the first half of the steps is warm-up and dropped.
+
+    Steps until ``budget_s`` of clock time is spent (at least ``min_steps``, at most
+    ``max_steps``). Why the median and the interquartile range of the second half: on CPU
+    the first five or so steps run up to 2x slower (allocator and oneDNN warm-up; measured
+    on a width-0.25 ResNet-18, batch 128: 0.96, 0.40, 0.41, 0.41, 0.35, then 0.21-0.27 s),
+    and on a shared machine single steps can take many times the typical one; the median
+    ignores both, and the IQR says how much to trust it. ``clock``/``sync`` are injectable
+    so the logic is tested without depending on real time.
     """
+    times: list[float] = []
+    while len(times) < max_steps and (len(times) < min_steps or sum(times) < budget_s):
+        sync()
+        t0 = clock()
+        step()
+        sync()
+        times.append(clock() - t0)
+    kept = np.asarray(times[len(times) // 2:], dtype=float)
+    low, med, high = np.percentile(kept, [25, 50, 75])
+    return StepTime(float(med), float(low), float(high), int(kept.size))
+
+
+@contextmanager
+def fixed_threads(n: int) -> Iterator[None]:
+    """Run with exactly ``n`` intra-op threads, then restore the previous count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(n)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def estimate_threads() -> int:
+    """Threads the timing uses on CPU: the cores this process may run on, which is what
+    ``runner.run_local`` gives a run with ``--jobs 1`` (it splits them for more jobs).
+    Fixed, so that two estimates of one matrix time the same thing."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@lru_cache(maxsize=None)
+def step_time(device: str, width: float, batch_size: int, num_classes: int, amp: bool,
+              channels_last: bool) -> StepTime:
+    """One ResNet-18 training step (synthetic data) on ``device``, timed by :func:`time_steps`
+    with a fixed CPU thread count (:func:`estimate_threads`)."""
     dev = torch.device(device)
     net = models.build("resnet18", num_classes, width=width).to(dev)
     x = torch.randn(batch_size, 3, 32, 32, device=dev)
@@ -63,20 +121,23 @@ def step_seconds(device: str, width: float, batch_size: int, num_classes: int, a
         net, x = net.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
     y = torch.randint(0, num_classes, (batch_size,), device=dev)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-    times: list[float] = []
-    while len(times) < max_steps and (len(times) < 4 or sum(times) < budget_s):
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        t0 = time.perf_counter()
+
+    def step() -> None:
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp and dev.type == "cuda"):
             loss = F.cross_entropy(net(x).float(), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times[len(times) // 2:]))
+
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+    with fixed_threads(estimate_threads()):
+        return time_steps(step, sync=sync)
+
+
+def step_seconds(device: str, width: float, batch_size: int, num_classes: int, amp: bool,
+                 channels_last: bool) -> float:
+    """Median seconds of one training step (see :func:`step_time`)."""
+    return step_time(device, width, batch_size, num_classes, amp, channels_last).median
 
 
 def sampler_factor(spec: RunSpec) -> float:
@@ -92,17 +153,24 @@ def sampler_factor(spec: RunSpec) -> float:
     return 1.0 + FORWARD_FRACTION * extra / b
 
 
-def run_seconds(spec: RunSpec, device: str, data_root: str | Path) -> float | None:
+def run_time(spec: RunSpec, device: str, data_root: str | Path) -> StepTime | None:
+    """Estimated seconds of one run (median and IQR bounds); None if its data size is unknown."""
     sizes = dataset_sizes(spec["dataset"], data_root, spec["subset"])
     if sizes is None:
         return None
     n_train, n_test, k = sizes
+    n_val = spec.get("validation") or 0
     cuda = device.startswith("cuda")
-    t = step_seconds(device, float(spec["model"]["width"]), spec["batch_size"], k,
-                     cuda and spec["amp"] == "bf16", cuda and spec["channels_last"])
-    steps = (n_train // spec["batch_size"]) * spec["epochs"]
-    evals = (spec["epochs"] + 1) * n_test / spec["batch_size"] * FORWARD_FRACTION * t
-    return steps * t * sampler_factor(spec) + evals
+    t = step_time(device, float(spec["model"]["width"]), spec["batch_size"], k,
+                  cuda and spec["amp"] == "bf16", cuda and spec["channels_last"])
+    steps = ((n_train - n_val) // spec["batch_size"]) * spec["epochs"]
+    evals = (spec["epochs"] + 1) * (n_test + n_val) / spec["batch_size"] * FORWARD_FRACTION
+    return t.scaled(steps * sampler_factor(spec) + evals)
+
+
+def run_seconds(spec: RunSpec, device: str, data_root: str | Path) -> float | None:
+    t = run_time(spec, device, data_root)
+    return None if t is None else t.median
 
 
 def format_seconds(s: float) -> str:
@@ -114,6 +182,21 @@ def format_seconds(s: float) -> str:
 
 
 def describe(specs: list[RunSpec], device: str, data_root: str | Path) -> dict[str, Any]:
-    per_run = {s.run_id: run_seconds(s, device, data_root) for s in specs}
-    known = [v for v in per_run.values() if v is not None]
-    return {"per_run": per_run, "total": sum(known), "unknown": len(per_run) - len(known)}
+    """Per-run median estimates, their ``total`` and its range ``total_low``..``total_high``
+    (sums of the per-run interquartile bounds), and how many runs are of unknown size."""
+    times = {s.run_id: run_time(s, device, data_root) for s in specs}
+    known = [t for t in times.values() if t is not None]
+    return {"per_run": {k: (None if t is None else t.median) for k, t in times.items()},
+            "total": sum(t.median for t in known), "total_low": sum(t.low for t in known),
+            "total_high": sum(t.high for t in known), "unknown": len(times) - len(known)}
+
+
+def range_text(est: dict[str, Any]) -> str:
+    """``"range 35 min-48 min over the timed steps' interquartile range"``."""
+    return (f"range {format_seconds(est['total_low'])}-{format_seconds(est['total_high'])} "
+            "from the interquartile range of the timed steps")
+
+
+def format_range(est: dict[str, Any]) -> str:
+    """``"40 min (range 35 min-48 min ...)"``: the estimate with its uncertainty."""
+    return f"{format_seconds(est['total'])} ({range_text(est)})"

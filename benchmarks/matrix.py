@@ -11,17 +11,17 @@ cartesian product, in axis order dataset, arm, bank_size, other axes, seed.
 """
 from __future__ import annotations
 
+import copy
 import difflib
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 import samplers
 
-from .config import ALL_KEYS, RunSpec, deep_merge, resolve
+from . import yamlsafe
+from .config import ALL_KEYS, RunSpec, deep_merge, identifier_problem, resolve
 from .errors import UserError
 
 MATRIX_DIR = Path(__file__).resolve().parent / "matrices"
@@ -86,13 +86,54 @@ def _attribute(problem: str, sources: list[tuple[str, Mapping[str, Any]]]) -> st
     return f"{sources[-1][0]}.{path}: {msg}" if sources and sources[-1][0] else problem
 
 
+def _pop_path(tree: dict[str, Any], dotted: str) -> Any:
+    """Remove ``dotted`` from the nested ``tree`` (pruning emptied parents); return its value."""
+    *parents, leaf = dotted.split(".")
+    chain = [tree]
+    for part in parents:
+        chain.append(chain[-1][part])
+    value = chain[-1].pop(leaf)
+    for parent, part in zip(reversed(chain[:-1]), reversed(parents)):
+        if not parent[part]:
+            del parent[part]
+    return value
+
+
+def _set_replaces_axes(axes: dict[str, list[Any]], overrides: dict[str, Any],
+                       problems: list[str]) -> tuple[dict[str, list[Any]], dict[str, Any]]:
+    """A ``--set`` of a grid axis replaces that axis by the one value given.
+
+    Why: ``--set`` means "every run uses this value". Applying it on top of an axis would
+    either be silently undone by the axis (``seed``, ``dataset``: the grid wins) or turn
+    the axis into copies of one run. So ``--set seed=5`` runs seed 5 only, ``--set
+    dataset=svhn`` runs svhn only, ``--set model.width=0.5`` (a ``model.width`` axis)
+    width 0.5 only, ``--set sampler.bank_size=400`` a ``bank_size`` axis at 400 only, and
+    ``--set arm=NAME`` keeps only the arm called NAME (an error if there is none).
+    """
+    axes, overrides = dict(axes), copy.deepcopy(overrides)
+    for axis in list(axes):
+        dotted = "sampler.bank_size" if axis == "bank_size" else axis
+        for key in dict.fromkeys((axis, dotted)):
+            if not _has_path(overrides, key):
+                continue
+            value = _pop_path(overrides, key)
+            if axis == "arm":
+                picked = [a for a in axes["arm"] if isinstance(a, Mapping) and a.get("name") == value]
+                if not picked:
+                    names = [str(a.get("name")) for a in axes["arm"] if isinstance(a, Mapping)]
+                    problems.append(f"--set arm={value}: no arm of that name; the matrix has "
+                                    f"{', '.join(names)}")
+                    picked = axes["arm"]
+                axes["arm"] = picked
+            else:
+                axes[axis] = [value]
+    return axes, overrides
+
+
 def load(matrix: str, overrides: Mapping[str, Any] | None = None) -> Matrix:
     """Read, validate and expand a matrix; UserError lists every problem."""
     path = find(matrix)
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise UserError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    doc = yamlsafe.load_file(path)  # UTF-8, size, alias-expansion and duplicate-key checks
     if not isinstance(doc, Mapping):
         raise UserError(f"{path}: expected a mapping with keys {', '.join(MATRIX_KEYS)}")
     problems: list[str] = []
@@ -102,6 +143,11 @@ def load(matrix: str, overrides: Mapping[str, Any] | None = None) -> Matrix:
             problems.append(f"{key}: unknown key" + (f" (did you mean {hint[0]}?)" if hint else "")
                             + f"; a matrix has {', '.join(MATRIX_KEYS)}")
     name = doc.get("name") or path.stem
+    bad_name = identifier_problem(name)
+    if bad_name:  # it becomes results/<name>/: never a path
+        where = "name" if doc.get("name") else f"name (taken from the file name {path.name})"
+        problems.append(f"{where}: {bad_name}")
+        name = "invalid-name"
     defaults = doc.get("defaults") or {}
     grid = doc.get("grid") or {}
     overrides = dict(overrides or {})
@@ -123,12 +169,15 @@ def load(matrix: str, overrides: Mapping[str, Any] | None = None) -> Matrix:
             problems.append(f"grid.{axis}: unknown axis" + (f" (did you mean {hint[0]}?)" if hint else ""))
             continue
         axes[str(axis)] = values
+    axes, overrides = _set_replaces_axes(axes, overrides, problems)
     arms: list[Mapping[str, Any]] = []
     for i, arm in enumerate(axes.get("arm", [{}])):
         if not isinstance(arm, Mapping) or not arm.get("name"):
             problems.append(f"grid.arm[{i}]: expected a mapping with a name, e.g. "
                             "{name: sgd, sampler: {name: uniform}}")
             arm = {"name": f"arm{i}"}
+        elif identifier_problem(arm["name"]):
+            problems.append(f"grid.arm[{i}].name: {identifier_problem(arm['name'])}")
         arms.append(arm)
     names = [a["name"] for a in arms]
     for dup in sorted({n for n in names if names.count(n) > 1}):

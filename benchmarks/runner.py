@@ -65,9 +65,12 @@ def read_status(folder: Path) -> str:
     if not path.exists():
         return "pending"
     try:
-        return str(io.read_json(path).get("status", "pending"))
+        info = io.read_json(path)
     except (ValueError, OSError):
         return "pending"
+    if not isinstance(info, dict):  # valid JSON but not a run record: as unreadable
+        return "pending"
+    return str(info.get("status", "pending"))
 
 
 LOCK_FILE = ".lock"

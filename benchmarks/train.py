@@ -29,7 +29,7 @@ from samplers.impon import weight_frobenius_norm
 
 from . import faults, io, provenance
 from .config import RunSpec
-from .data import DeviceData, load_splits
+from .data import DeviceData, load_run_data
 from .errors import UserError
 from .optim import build_optimizer, lr_at
 from .run_files import CHECKPOINT, EPOCH_COLUMNS, ITER_COLUMNS, RunFiles  # noqa: F401 (re-exported)
@@ -76,17 +76,23 @@ class Trainer:
     def __init__(self, spec: RunSpec, run_dir: Path, *, data_root: Path, download: bool,
                  device: torch.device, progress: bool = False) -> None:
         self.spec, self.run_dir, self.device, self.progress = spec, Path(run_dir), device, progress
-        train, test, self.info = load_splits(spec["dataset"], data_root, download, spec["subset"])
+        train, test, val, self.info = load_run_data(spec["dataset"], data_root, download,
+                                                    spec["subset"], spec["validation"])
         b = spec["batch_size"]
         if b > self.info.n_train:
             raise UserError(f"batch_size: {b} is larger than the training set of "
                             f"{spec['dataset']} ({self.info.n_train} examples); lower batch_size")
+        bank = spec["sampler"].get("bank_size")
+        if isinstance(bank, int) and bank > self.info.n_train:
+            raise UserError(f"sampler.bank_size: {bank} is larger than the training set of "
+                            f"{spec['dataset']} ({self.info.n_train} examples); lower bank_size")
         flip = spec["augment"]["flip"]
         self.cuda = device.type == "cuda"
         self.data = DeviceData(train, test, self.info, device,
                                crop_padding=spec["augment"]["crop_padding"],
                                flip=None if flip == "auto" else bool(flip),
-                               channels_last=self.cuda and spec["channels_last"])
+                               channels_last=self.cuda and spec["channels_last"], val=val)
+        self.val_row: dict[str, float] = {}  # val_loss/val_acc of the last evaluate()
         self.steps_per_epoch = self.info.n_train // b
         self.total_steps = self.steps_per_epoch * spec["epochs"]
 
@@ -224,20 +230,31 @@ class Trainer:
         return rows, stats
 
     def evaluate(self) -> tuple[float, float, float]:
-        """(test_loss, test_acc, seconds) on the whole test split, eval mode, large batches."""
+        """(test_loss, test_acc, seconds) on the whole test split, eval mode, large batches.
+
+        With a validation split (``validation: N``) the same pass also scores it and leaves
+        ``{"val_loss", "val_acc"}`` in ``self.val_row`` (epochs.csv columns); ``seconds``
+        then covers both. Tuning reads only the val columns, never the test ones."""
         self._sync()
         t0 = time.perf_counter()
         self.net.eval()
-        loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
-        correct = torch.zeros((), device=self.device, dtype=torch.int64)
+        sums = {}
+        bs = self.spec["eval_batch_size"]
         with torch.no_grad(), self._autocast():
-            for x, y in self.data.test_batches(self.spec["eval_batch_size"]):
-                logits = self.model(x).float()
-                loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
-                correct += (logits.argmax(1) == y).sum()
+            for split, batches in (("test", self.data.test_batches(bs)), ("val", self.data.val_batches(bs))):
+                loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+                correct = torch.zeros((), device=self.device, dtype=torch.int64)
+                for x, y in batches:
+                    logits = self.model(x).float()
+                    loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
+                    correct += (logits.argmax(1) == y).sum()
+                sums[split] = (loss_sum, correct)
         self.net.train()
         n = self.info.n_test
-        test_loss, test_acc = loss_sum.item() / n, correct.item() / n
+        test_loss, test_acc = sums["test"][0].item() / n, sums["test"][1].item() / n
+        if self.data.n_val:
+            nv = self.data.n_val
+            self.val_row = {"val_loss": sums["val"][0].item() / nv, "val_acc": sums["val"][1].item() / nv}
         return test_loss, test_acc, time.perf_counter() - t0
 
     # --- files --------------------------------------------------------------------------
@@ -256,7 +273,7 @@ class Trainer:
                "test_loss": test[0], "test_acc": test[1], "backprops": c.backprops,
                "forwards": c.forwards + self.ctx.forwards, "train_seconds": train_seconds,
                "eval_seconds": test[2], "diag_forwards": self.ctx.diag_forwards,
-               "diag_seconds": diag_seconds}
+               "diag_seconds": diag_seconds, **self.val_row}
         if epoch > 0:
             row.update(self.sampler.epoch_metrics())
         return row
@@ -376,13 +393,39 @@ def _run_json(spec: RunSpec, status: str, error: str | None, info: Any, device: 
     }
 
 
+def _record_setup_failure(spec: RunSpec, run_dir: Path, dev: torch.device, e: Exception) -> None:
+    """Write run.json ``failed`` (with the error) for a run whose setup failed (data, sampler,
+    model), so the failure is visible in the run folder and listed by the plots' report
+    instead of the arm silently missing. A run that already trained keeps its files (its
+    checkpoint is untouched; only the status changes, and failed runs resume)."""
+    error = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path = run_dir / "run.json"
+        before: Any = {}
+        if path.exists():  # keep the provenance (data fingerprint, start) of rows so far
+            try:
+                before = io.read_json(path)
+            except ValueError:
+                before = {}
+        before = before if isinstance(before, dict) else {}
+        record = _run_json(spec, "failed", f"setup failed: {error}", None, dev,
+                           before.get("started") or dt.datetime.now(dt.timezone.utc).isoformat(), None)
+        if isinstance(before.get("dataset"), dict):
+            record["dataset"] = before["dataset"]
+        io.write_json(path, record)
+    except OSError:
+        pass  # an unwritable results folder was already refused by check_writable
+
+
 def train_one(spec: RunSpec, run_dir: Path, *, data_root: Path, download: bool = True,
               device: str | torch.device = "auto", progress: bool = False,
               on_epoch: Callable[[int, dict[str, Any]], None] | None = None) -> RunResult:
     """Train ``spec`` into ``run_dir`` (resuming from its checkpoint if there is one).
 
-    Raises UserError for bad input before anything in ``run_dir`` is touched. Any other
-    exception marks the run ``failed`` in run.json (with the error) and is re-raised;
+    Raises UserError for an unwritable ``run_dir`` before touching it. A failure while
+    setting the run up (data, model, sampler; UserError or not) and any exception while
+    training mark the run ``failed`` in run.json (with the error) and are re-raised;
     :class:`RunFolderError` (a folder that cannot resume exactly, or different data) does
     so before the run.json of the interrupted run loses its data provenance.
     """
@@ -391,8 +434,12 @@ def train_one(spec: RunSpec, run_dir: Path, *, data_root: Path, download: bool =
     problem = io.check_writable(run_dir)
     if problem:
         raise UserError(f"results folder {run_dir}: {problem}; choose another with --results DIR")
-    trainer = Trainer(spec, run_dir, data_root=Path(data_root), download=download, device=dev,
-                      progress=progress)
+    try:
+        trainer = Trainer(spec, run_dir, data_root=Path(data_root), download=download, device=dev,
+                          progress=progress)
+    except Exception as e:
+        _record_setup_failure(spec, run_dir, dev, e)
+        raise
     run_dir.mkdir(parents=True, exist_ok=True)
     io.write_yaml(run_dir / "config.yaml", spec.to_dict())
     started = dt.datetime.now(dt.timezone.utc).isoformat()

@@ -1,6 +1,8 @@
 """CLI: ``python -m plots MATRIX [--results DIR] [--ema-span N]``.
 
 MATRIX is a matrix name (``results/<MATRIX>/``) or a path to a matrix's results folder.
+A matrix whose runs logged a validation split (an LR sweep) also gets ``best_lr.csv``,
+``tuned.yaml`` and a report section (:mod:`plots.tuning`).
 Bad input (no folder, no finished run) is one line on stderr and exit code 2, no
 traceback, like the runner's CLI.
 """
@@ -16,6 +18,7 @@ matplotlib.use("Agg")  # files only; never open a window (also works on headless
 
 from . import make_plots  # noqa: E402
 from .aggregate import ResultsError, resolve_results_dir  # noqa: E402
+from .tuning import write_tuning  # noqa: E402
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,6 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         root = resolve_results_dir(args.matrix, args.results)
         res, outputs = make_plots(root, ema_span=args.ema_span)
+        tuning = write_tuning(res)  # LR sweeps with validation: best_lr.csv, tuned.yaml
     except ResultsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -49,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for path in paths:
             print(f"wrote {path}")
     print(f"wrote {root / 'report.md'}")
+    for path in tuning[:2]:
+        print(f"wrote {path}")
     for name, reason in outputs.skipped.items():
         print(f"skipped {name}: {reason}")
     for _, run in res.left_out.iterrows():

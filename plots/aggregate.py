@@ -201,7 +201,11 @@ def _load_run(folder: Path) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]
     try:
         if run_json.exists():
             info = json.loads(run_json.read_text())
+        if not isinstance(info, dict):  # valid JSON, but not a run record
+            raise ValueError(f"run.json holds a JSON {type(info).__name__}, not an object")
         spec = info.get("spec") or (yaml.safe_load(config.read_text()) if config.exists() else {})
+        if not isinstance(spec, dict):
+            raise ValueError(f"the run's spec is a {type(spec).__name__}, not a mapping")
     except (OSError, ValueError, yaml.YAMLError) as exc:
         record["reason"] = f"unreadable run.json/config.yaml: {exc}"
         return record, pd.DataFrame(), pd.DataFrame()

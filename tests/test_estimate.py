@@ -1,0 +1,87 @@
+"""The --dry-run estimate (issue 10 item 14): stable logic, tested without real time."""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from benchmarks import estimate
+from benchmarks.config import RunSpec
+from benchmarks.estimate import StepTime, time_steps
+
+
+class FakeClock:
+    """A clock that advances by the scripted duration of each step."""
+
+    def __init__(self, durations):
+        self.now = 0.0
+        self.durations = iter(durations)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def step(self) -> None:
+        self.now += next(self.durations)
+
+
+def test_warm_up_is_dropped_and_median_and_iqr_are_reported():
+    # 4 slow warm-up steps, then 4 steady ones with one outlier (a busy machine)
+    clock = FakeClock([3.0, 2.0, 1.5, 1.2, 1.0, 1.1, 0.9, 9.0])
+    t = time_steps(clock.step, clock=clock, budget_s=0.0, min_steps=8, max_steps=8)
+    assert t.steps == 4
+    assert t.median == pytest.approx(1.05)          # the outlier does not move it
+    assert t.low == pytest.approx(0.975) and t.high == pytest.approx(3.075)
+
+
+def test_budget_and_bounds_on_the_number_of_steps():
+    clock = FakeClock(itertools.repeat(0.5))
+    assert time_steps(clock.step, clock=clock, budget_s=3.0, min_steps=2, max_steps=100).steps == 3
+    clock = FakeClock(itertools.repeat(10.0))         # slow device: min_steps only
+    assert time_steps(clock.step, clock=clock, budget_s=3.0, min_steps=6, max_steps=100).steps == 3
+    clock = FakeClock(itertools.repeat(1e-6))         # fast device: max_steps caps it
+    assert time_steps(clock.step, clock=clock, budget_s=3.0, min_steps=2, max_steps=10).steps == 5
+
+
+def test_same_timings_give_the_same_estimate():
+    # The estimate is a pure function of the step durations: equal inputs, equal answers.
+    script = [2.0, 1.0, 1.0, 1.0, 0.8, 1.2, 1.0, 1.0]
+    a = time_steps((c := FakeClock(script)).step, clock=c, budget_s=0, min_steps=8, max_steps=8)
+    b = time_steps((d := FakeClock(script)).step, clock=d, budget_s=0, min_steps=8, max_steps=8)
+    assert a == b
+
+
+def test_timing_runs_with_a_fixed_thread_count(monkeypatch):
+    seen = []
+
+    def fake_time_steps(step, sync=None, **kw):
+        seen.append(torch.get_num_threads())
+        return StepTime(1.0, 0.5, 2.0, 3)
+
+    monkeypatch.setattr(estimate, "time_steps", fake_time_steps)
+    monkeypatch.setattr(estimate, "estimate_threads", lambda: 1)
+    estimate.step_time.cache_clear()
+    before = torch.get_num_threads()
+    try:
+        t = estimate.step_time("cpu", 0.0625, 4, 10, False, False)
+    finally:
+        estimate.step_time.cache_clear()
+    assert seen == [1] and t.median == 1.0
+    assert torch.get_num_threads() == before          # restored
+
+
+def test_describe_gives_total_and_range(monkeypatch):
+    monkeypatch.setattr(estimate, "step_time", lambda *a: StepTime(0.1, 0.08, 0.2, 5))
+    spec = RunSpec.from_dict({"dataset": "cifar10", "epochs": 2, "batch_size": 100})
+    est = estimate.describe([spec], "cpu", "/nonexistent")
+    steps = 50000 // 100 * 2
+    evals = 3 * 10000 / 100 * estimate.FORWARD_FRACTION
+    assert est["total"] == pytest.approx((steps + evals) * 0.1)
+    assert est["total_low"] == pytest.approx((steps + evals) * 0.08)
+    assert est["total_high"] == pytest.approx((steps + evals) * 0.2)
+    text = estimate.format_range(est)
+    assert text.startswith(estimate.format_seconds(est["total"])) and "range" in text
+    with_val = RunSpec.from_dict({"dataset": "cifar10", "epochs": 2, "batch_size": 100,
+                                  "validation": 10000})
+    fewer = estimate.describe([with_val], "cpu", "/nonexistent")["total"]
+    assert fewer == pytest.approx((40000 // 100 * 2 + 3 * 20000 / 100 * estimate.FORWARD_FRACTION) * 0.1)
