@@ -32,9 +32,9 @@ TOP_LEVEL: dict[str, tuple[Any, Any]] = {
     "epochs": (int, 30),
     "batch_size": (int, 128),
     "eval_batch_size": (int, 1024),
-    "channels_last": (bool, True),  # CUDA only; ignored on CPU
-    "amp": (str, "off"),            # off | bf16 (CUDA only)
-    "compile": (bool, False),       # torch.compile the model (CUDA only)
+    "channels_last": (bool, True),  # memory format of model and inputs (any device)
+    "amp": (str, "off"),            # off | bf16 autocast (cuda or cpu, the run's device)
+    "compile": (bool, False),       # torch.compile the model (any device; CPU needs a C compiler)
 }
 
 SUBSET: dict[str, tuple[Any, Any]] = {
