@@ -40,9 +40,9 @@ def training_step_flops(width: float = 1.0, batch_size: int = 128, num_classes: 
                         device: str = "meta") -> dict[str, int]:
     """FLOPs of forward and backward of one training step (``FlopCounterMode`` totals)."""
     dev = torch.device(device)
-    with torch.random.fork_rng(devices=[]):  # init draws on a real device: keep global RNG
-        net = models.build("resnet18", num_classes, width=width)
-    net = net.to(dev).train()
+    with torch.random.fork_rng(devices=[]), dev:  # built on the device (meta: no init
+        net = models.build("resnet18", num_classes, width=width)  # arithmetic); RNG untouched
+    net = net.train()
     x = torch.empty(batch_size, 3, 32, 32, device=dev)
     y = torch.zeros(batch_size, dtype=torch.long, device=dev)
     with FlopCounterMode(display=False) as fwd:
