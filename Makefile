@@ -12,7 +12,7 @@ RUN = $(PY) -m benchmarks run --data-root $(DATA_ROOT) --device $(DEVICE) --jobs
 # plots report those runs); stop at once on bad input (exit 2). Keeps the runner's status.
 run_and_plot = $(RUN) $(1); s=$$?; [ $$s -eq 2 ] && exit 2; $(PY) -m plots $(1) || exit $$?; exit $$s
 
-.PHONY: install test reproduce ablation-bank fair smoke cpu-mini plots perf clean-venv
+.PHONY: install test reproduce ablation-bank fair smoke cpu-mini plots perf gpu-check flops clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,14 @@ plots: install
 
 perf: install
 	$(PY) -m benchmarks.perf --device $(DEVICE) $(ARGS)
+
+# On a CUDA machine: CUDA-only tests, perf with each knob, one full epoch, matrix estimate
+# for 1/2/4 jobs per GPU -> results/gpu-check.md. Without CUDA: one line, exit 2.
+gpu-check: install
+	$(PY) -m benchmarks.gpu_check --data-root $(DATA_ROOT) $(ARGS)
+
+flops: install
+	$(PY) -m benchmarks.flops $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

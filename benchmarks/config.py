@@ -34,12 +34,18 @@ TOP_LEVEL: dict[str, tuple[Any, Any]] = {
     "epochs": (int, 30),
     "batch_size": (int, 128),
     "eval_batch_size": (int, 1024),
+<<<<<<< HEAD
     "channels_last": (bool, True),  # CUDA only; ignored on CPU
     "amp": (str, "off"),            # off | bf16 (CUDA only)
     "compile": (bool, False),       # torch.compile the model (CUDA only)
     # Examples carved out of the training set (after ``subset``) as a validation split for
     # tuning; 0 = none. See benchmarks.data.split_validation.
     "validation": (int, 0),
+=======
+    "channels_last": (bool, True),  # memory format of model and inputs (any device)
+    "amp": (str, "off"),            # off | bf16 autocast (cuda or cpu, the run's device)
+    "compile": (bool, False),       # torch.compile the model (any device; CPU needs a C compiler)
+>>>>>>> gpu
 }
 
 SUBSET: dict[str, tuple[Any, Any]] = {

@@ -48,7 +48,7 @@ def test_cpu_tiny_run_prints_table_and_writes_json(tmp_path, capsys):
     assert out.startswith("device: cpu")
     assert "synthetic (256 random uint8" in out and "torch " + torch.__version__ in out
     rows = _table_rows(out)
-    assert list(rows) == ["uniform", "impon", "conventional"]
+    assert list(rows) == ["uniform", "impon", "model", "conventional"]
     for label, cells in rows.items():
         images_s, step_ms, ratio, fwd = (_num(c) for c in cells[:4])
         for v in (images_s, step_ms, ratio, fwd):
@@ -58,12 +58,17 @@ def test_cpu_tiny_run_prints_table_and_writes_json(tmp_path, capsys):
     assert _num(rows["uniform"][2]) == 1.0
     assert "ours (uniform) / conventional images/s = " in out
     assert "target impon step <= 1.05x uniform" in out
+    eff = re.search(r"loop efficiency \(pure model step.*?\): uniform ([\d.]+) \((met|NOT met) "
+                    r">= 0.95\), impon ([\d.]+)", out)
+    assert eff, out
+    assert 0 < float(eff.group(1)) and 0 < float(eff.group(3))
 
     data = json.loads(out_json.read_text())
     assert {"device", "torch", "config", "dataset", "memory", "entries", "samplers",
             "targets", "conventional"} <= set(data)
     assert set(data["samplers"]) == {"uniform", "impon"}
-    assert set(data["entries"]) == {"uniform", "impon", "conventional"}
+    assert set(data["entries"]) == {"uniform", "impon", "model", "conventional"}
+    assert set(data["loop_efficiency"]) == {"uniform", "impon"}
     keys = {"images_per_s", "step_ms", "ratio_to_uniform", "ratio_rounds", "step_ms_rounds",
             "start_epoch_ms", "forwards_per_step", "peak_memory_mib", "resident_mib"}
     for row in data["entries"].values():
@@ -81,7 +86,7 @@ def test_cpu_tiny_run_prints_table_and_writes_json(tmp_path, capsys):
 def test_selection_forwards_are_counted(capsys):
     res = perf.main([*TINY, "--samplers", "loss_oracle", "--no-conventional"])
     capsys.readouterr()
-    assert set(res["entries"]) == {"uniform", "loss_oracle"}  # uniform always timed
+    assert set(res["entries"]) == {"uniform", "loss_oracle", "model"}  # uniform always timed
     assert res["entries"]["loss_oracle"]["forwards_per_step"] == 128 + 200  # batch + bank
 
 
@@ -100,6 +105,37 @@ def test_bad_arguments_are_one_line_errors(capsys):
     assert "--steps: must be >= 1" in capsys.readouterr().err
     with pytest.raises(UserError, match="go together"):
         perf.main(["--dataset", "cifar10", "--device", "cpu"])
+
+
+def test_sampler_table_follows_the_registry():
+    """Every registered sampler is a row (new ones too), with the construction hook's
+    variants; banked rows are found from the registry."""
+    import samplers
+
+    assert set(samplers.available()) <= set(perf.SAMPLERS)
+    assert perf.SAMPLERS["impon_low"] == {"name": "impon", "select": "lowest"}
+    assert list(perf.SAMPLERS)[0] == "uniform"
+    assert set(perf.BANKED) == {"impon", "impon_low", "loss_oracle"}
+
+
+def test_defaults_depend_on_the_device():
+    cpu = perf._parse(["--device", "cpu"])
+    assert (cpu.width, cpu.n_train, cpu.steps, cpu.rounds) == (0.25, 4096, 6, 3)
+    full = perf._parse(["--device", "cpu", "--full"])
+    assert (full.width, full.n_train, full.steps) == (1.0, 50_000, 20)
+    assert perf._parse(["--device", "cpu", "--width", "0.5"]).width == 0.5
+    assert perf._parse(["--device", "cpu", "--data-root", "d", "--dataset", "x"]).n_train is None
+
+
+def test_make_perf_defaults_run_end_to_end_on_cpu(capsys):
+    """`make perf` at its CPU defaults, shrunk only in steps/rounds/size to stay a unit test:
+    every sampler of the registry, the model entry, progress lines and the efficiency line."""
+    res = perf.main(["--device", "cpu", "--width", "0.0625", "--n-train", "256", "--steps", "1",
+                     "--rounds", "1", "--warmup", "1", "--threads", "1", "--no-conventional"])
+    captured = capsys.readouterr()
+    assert set(res["samplers"]) == set(perf.SAMPLERS)
+    assert "[perf] round 1/1" in captured.err and "built + warmed up" in captured.err
+    assert "loop efficiency" in captured.out
 
 
 def test_visiting_order_leads_with_each_entry_in_turn():
