@@ -84,7 +84,11 @@ def sampler_factor(spec: RunSpec) -> float:
     s, b = spec["sampler"], spec["batch_size"]
     extra = 0.0  # extra forwarded examples per step
     if s["name"] == "selective_backprop":
-        extra = (s["beta"] + 1) * b  # E[keep] = 1/(beta+1) for uniform percentiles
+        # E[keep] = 1/(beta+1) for uniform percentiles; priming epochs keep all (1 forward
+        # per backprop).
+        epochs = spec["epochs"]
+        primed = min(s.get("prime_epochs", 0), epochs)
+        extra = ((s["beta"] + 1) * (epochs - primed) + primed) / epochs * b
     elif s["name"] == "loss_oracle":
         extra = s["bank_size"]
     elif s["name"] == "impon" and s.get("diagnose_every"):
@@ -100,7 +104,7 @@ def run_seconds(spec: RunSpec, device: str, data_root: str | Path) -> float | No
     cuda = device.startswith("cuda")
     t = step_seconds(device, float(spec["model"]["width"]), spec["batch_size"], k,
                      cuda and spec["amp"] == "bf16", cuda and spec["channels_last"])
-    steps = (n_train // spec["batch_size"]) * spec["epochs"]
+    steps = int(n_train * spec["budget"] / spec["batch_size"]) * spec["epochs"]  # as train.planned_steps
     evals = (spec["epochs"] + 1) * n_test / spec["batch_size"] * FORWARD_FRACTION * t
     return steps * t * sampler_factor(spec) + evals
 

@@ -140,10 +140,11 @@ def test_keys_added_later_do_not_rename_published_runs(monkeypatch):
     from benchmarks.config import RunSpec
     spec = {"dataset": "tiny", "sampler": {"name": "uniform"}}
     before = RunSpec.from_dict(spec).run_id
-    monkeypatch.setattr(config, "HASH_STABLE_DEFAULTS", {"epochs": 30, "sampler.name": "uniform"})
+    stable = dict(config.HASH_STABLE_DEFAULTS)  # the real entries stay: they are in `before`
+    monkeypatch.setattr(config, "HASH_STABLE_DEFAULTS", {**stable, "epochs": 30, "sampler.name": "uniform"})
     same = RunSpec.from_dict(spec)
     assert same.run_id != before  # both keys dropped from the hash: a different body...
-    monkeypatch.setattr(config, "HASH_STABLE_DEFAULTS", {"future_key": 1.0})
+    monkeypatch.setattr(config, "HASH_STABLE_DEFAULTS", {**stable, "future_key": 1.0})
     assert RunSpec.from_dict(spec).run_id == before  # ...an absent key changes nothing
     body = RunSpec.from_dict(spec).to_dict()
     body["future_key"] = 1.0
