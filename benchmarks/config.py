@@ -34,18 +34,15 @@ TOP_LEVEL: dict[str, tuple[Any, Any]] = {
     "epochs": (int, 30),
     "batch_size": (int, 128),
     "eval_batch_size": (int, 1024),
-<<<<<<< HEAD
-    "channels_last": (bool, True),  # CUDA only; ignored on CPU
-    "amp": (str, "off"),            # off | bf16 (CUDA only)
-    "compile": (bool, False),       # torch.compile the model (CUDA only)
-    # Examples carved out of the training set (after ``subset``) as a validation split for
-    # tuning; 0 = none. See benchmarks.data.split_validation.
-    "validation": (int, 0),
-=======
     "channels_last": (bool, True),  # memory format of model and inputs (any device)
     "amp": (str, "off"),            # off | bf16 autocast (cuda or cpu, the run's device)
     "compile": (bool, False),       # torch.compile the model (any device; CPU needs a C compiler)
->>>>>>> gpu
+    # Examples carved out of the training set (after ``subset``) as a validation split for
+    # tuning; 0 = none. See benchmarks.data.split_validation.
+    "validation": (int, 0),
+    # Fraction f in (0, 1] of each epoch trained: floor(f * n_train / batch_size) steps per
+    # epoch, the schedule spanning them (Arazo et al. 2021; README "Budgeted training").
+    "budget": (float, 1.0),
 }
 
 SUBSET: dict[str, tuple[Any, Any]] = {
@@ -242,6 +239,10 @@ def resolve(raw: Mapping[str, Any], path: str = "") -> dict[str, Any]:
     for key in ("epochs", "batch_size", "eval_batch_size"):
         if isinstance(out.get(key), int) and out[key] < 1:
             problems.append(f"{p(key)}: must be >= 1, got {out[key]}")
+    budget = out.get("budget")
+    if isinstance(budget, float) and not (0.0 < budget <= 1.0):
+        problems.append(f"{p('budget')}: must be in (0, 1] (the fraction of each epoch "
+                        f"trained), got {budget}")
     if out.get("amp") not in AMP_CHOICES:
         problems.append(f"{p('amp')}: expected one of {', '.join(AMP_CHOICES)}, got {out.get('amp')!r}")
     flip = out["augment"].get("flip")
@@ -377,6 +378,9 @@ class RunSpec:
         bank = self.config["sampler"].get("bank_size")
         if bank is not None:
             parts.append(f"bank{bank}")
+        budget = self.config.get("budget", 1.0)
+        if budget != 1.0:  # full budget stays unnamed, so ids made before the key are kept
+            parts.append(f"budget{budget:g}")
         parts.append(f"seed{self.config['seed']}")
         safe = "-".join(str(x) for x in parts).replace("/", "_").replace(" ", "_")
         return f"{safe}-{self.hash}"
@@ -388,6 +392,8 @@ class RunSpec:
 #: ``sampler.<param>`` entries apply to every sampler that has the parameter.
 HASH_STABLE_DEFAULTS: dict[str, Any] = {
     "validation": 0,   # no validation split: the whole (subset of the) training set trains
+    "budget": 1.0,                  # full epochs, as before the budget axis
+    "sampler.score_mode": "train",  # Selective Backprop's train-mode scoring, as before
 }
 
 

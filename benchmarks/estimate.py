@@ -145,7 +145,11 @@ def sampler_factor(spec: RunSpec) -> float:
     s, b = spec["sampler"], spec["batch_size"]
     extra = 0.0  # extra forwarded examples per step
     if s["name"] == "selective_backprop":
-        extra = (s["beta"] + 1) * b  # E[keep] = 1/(beta+1) for uniform percentiles
+        # E[keep] = 1/(beta+1) for uniform percentiles; priming epochs keep all (1 forward
+        # per backprop).
+        epochs = spec["epochs"]
+        primed = min(s.get("prime_epochs", 0), epochs)
+        extra = ((s["beta"] + 1) * (epochs - primed) + primed) / epochs * b
     elif s["name"] == "loss_oracle":
         extra = s["bank_size"]
     elif s["name"] == "impon" and s.get("diagnose_every"):
@@ -163,7 +167,8 @@ def run_time(spec: RunSpec, device: str, data_root: str | Path) -> StepTime | No
     cuda = device.startswith("cuda")
     t = step_time(device, float(spec["model"]["width"]), spec["batch_size"], k,
                   cuda and spec["amp"] == "bf16", cuda and spec["channels_last"])
-    steps = ((n_train - n_val) // spec["batch_size"]) * spec["epochs"]
+    # as train.planned_steps, on the training set left after the validation split
+    steps = int((n_train - n_val) * spec["budget"] / spec["batch_size"]) * spec["epochs"]
     evals = (spec["epochs"] + 1) * (n_test + n_val) / spec["batch_size"] * FORWARD_FRACTION
     return t.scaled(steps * sampler_factor(spec) + evals)
 

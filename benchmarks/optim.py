@@ -25,15 +25,18 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: Mapping[str, Any]
 
 
 def lr_at(iteration: int, total: int, steps_per_epoch: int, base_lr: float,
-          schedule: Mapping[str, Any]) -> float:
+          schedule: Mapping[str, Any], epoch: int | None = None) -> float:
     """Learning rate of step ``iteration`` (0-based) of ``total`` steps.
 
     ``linear``/``cosine`` go from ``base_lr`` at the first step to ``final_lr`` at the last,
-    per iteration (as in Arazo et al. 2021, whose setup the IMPON paper follows).
-    ``step`` multiplies by ``gamma`` at each milestone epoch (1-based epoch boundaries).
+    per iteration (as in Arazo et al. 2021, whose setup the IMPON paper follows:
+    ``linearLR_per_it`` in ``utils_train/utils_train.py``), and hold ``final_lr`` past
+    ``total`` (as that function's fallback does).
+    ``step`` multiplies by ``gamma`` at each milestone epoch (1-based epoch boundaries);
+    its epoch is ``epoch`` (0-based) when given, else ``iteration // steps_per_epoch``.
     """
     name = schedule["name"]
-    frac = iteration / max(1, total - 1)
+    frac = min(1.0, iteration / max(1, total - 1))
     if name == "constant":
         return base_lr
     if name == "linear":
@@ -41,7 +44,8 @@ def lr_at(iteration: int, total: int, steps_per_epoch: int, base_lr: float,
     if name == "cosine":
         return schedule["final_lr"] + (base_lr - schedule["final_lr"]) * 0.5 * (1 + math.cos(math.pi * frac))
     if name == "step":
-        epoch = iteration // steps_per_epoch  # 0-based epoch of this step
+        if epoch is None:
+            epoch = iteration // steps_per_epoch  # 0-based epoch of this step
         passed = sum(1 for m in schedule["milestones"] if epoch >= int(m))
         return base_lr * schedule["gamma"] ** passed
     raise ValueError(f"unknown schedule {name!r}")

@@ -140,7 +140,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     ctx = samplers.StepContext(
         n_train=n, batch_size=b, device=device, generator=gen, labels=y, num_classes=10,
         weight_norm_fn=lambda: weight_frobenius_norm(model), augment_fn=augment,
-        score_fn=score, images_fn=images)
+        score_fn=score, score_eval_fn=score, images_fn=images)
 
     which = args.samplers.split(",") if args.samplers else None
     cfgs = configs([int(s) for s in args.bank_sizes.split(",")], which)

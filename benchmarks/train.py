@@ -93,8 +93,7 @@ class Trainer:
                                flip=None if flip == "auto" else bool(flip),
                                channels_last=spec["channels_last"], val=val)
         self.val_row: dict[str, float] = {}  # val_loss/val_acc of the last evaluate()
-        self.steps_per_epoch = self.info.n_train // b
-        self.total_steps = self.steps_per_epoch * spec["epochs"]
+        self.steps_per_epoch, self.total_steps = planned_steps(self.info.n_train, b, spec)
 
         with torch.random.fork_rng(devices=[]):  # init from our own seed, global RNG untouched
             torch.manual_seed(derive_seed(spec["seed"], 0, "init"))
@@ -124,6 +123,7 @@ class Trainer:
             labels=self.data.y_train, num_classes=self.info.num_classes,
             weight_norm_fn=lambda: weight_frobenius_norm(net), augment_fn=self._augment,
             score_fn=self._score, images_fn=self.data.train_images,
+            score_eval_fn=self._score_eval, budget=spec["budget"],
             diagnose_augment_fn=lambda idx: self.data.augment(idx, self.diag_gen),
             diagnose_score_fn=self._score_diagnostic)
         self.counters = Counters()
@@ -151,6 +151,21 @@ class Trainer:
                                 for i in range(0, inputs.shape[0], chunk)])
         for buf, old in zip(self._bn_buffers, saved):
             buf.copy_(old)
+        return F.cross_entropy(logits, labels, reduction="none")
+
+    def _score_eval(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """No-grad per-example losses in eval mode: BatchNorm normalises with its running
+        statistics and does not update them (Selective Backprop's reference scoring,
+        ``net.eval()`` in ``lib/forwardproppers.py`` of the authors' code). The model is
+        put back in training mode afterwards (it is only ever scored mid-epoch)."""
+        chunk = self.spec["eval_batch_size"]
+        self.net.eval()
+        try:
+            with torch.no_grad(), self._autocast():
+                logits = torch.cat([self.model(inputs[i:i + chunk]).float()
+                                    for i in range(0, inputs.shape[0], chunk)])
+        finally:
+            self.net.train()
         return F.cross_entropy(logits, labels, reduction="none")
 
     def _score_diagnostic(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -201,16 +216,27 @@ class Trainer:
         self.net.train()
         self.sampler.start_epoch(epoch, self.ctx)
 
+    def epoch_steps(self, epoch: int) -> int:
+        """Steps of ``epoch``: the sampler's ``epoch_steps`` hook (called after
+        ``start_epoch``), given the budget-capped count as its default. A pure function of
+        the sampler's state at the epoch start, so a resumed run replays the same counts."""
+        steps = self.sampler.epoch_steps(epoch, self.ctx, self.steps_per_epoch)
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"sampler {self.sampler.name!r}: epoch_steps returned {steps!r} "
+                             f"for epoch {epoch}; expected an integer >= 1")
+        return steps
+
     def train_epoch(self, epoch: int) -> tuple[list[str], dict[str, Any]]:
         spec, c = self.spec, self.counters
         self.begin_epoch(epoch)
-        steps = self.steps_per_epoch
+        steps = self.epoch_steps(epoch)
         loss_buf = torch.zeros(steps, device=self.device)
         lrs, backprops, forwards = [], [], []
         base_lr = spec["optimizer"]["lr"]
         t0 = time.perf_counter()
         for i in range(steps):
-            lr = lr_at(c.iteration, self.total_steps, steps, base_lr, spec["schedule"])
+            lr = lr_at(c.iteration, self.total_steps, self.steps_per_epoch, base_lr,
+                       spec["schedule"], epoch=epoch - 1)
             loss_buf[i] = self.train_step(lr)
             lrs.append(lr)
             backprops.append(c.backprops)
@@ -228,6 +254,7 @@ class Trainer:
                 bad = i
                 break
         stats = {"train_seconds": train_seconds, "diag_seconds": diag_seconds, "bad": bad,
+                 "steps": steps,
                  "train_loss": math.fsum(losses_host) / len(losses_host) if bad is None else math.nan}
         return rows, stats
 
@@ -331,7 +358,7 @@ class Trainer:
             rows, stats = self.train_epoch(epoch)
             if stats["bad"] is not None:
                 files.append_unfinished(rows)
-                it = self.counters.iteration - self.steps_per_epoch + stats["bad"] + 1
+                it = self.counters.iteration - stats["steps"] + stats["bad"] + 1
                 return RunResult("diverged", f"non-finite training loss at iteration {it} "
                                  f"(epoch {epoch})", epoch - 1)
             test = self.evaluate()
@@ -342,6 +369,28 @@ class Trainer:
             if on_epoch:
                 on_epoch(epoch, self.epoch_rows[-1])
         return RunResult("done", None, spec["epochs"])
+
+
+def planned_steps(n_train: int, batch_size: int, spec: RunSpec) -> tuple[int, int]:
+    """(steps per epoch, total steps the schedule spans) under ``spec["budget"]``.
+
+    Steps per epoch = ``int(n_train * budget / batch_size)``, the reference's expression
+    (``max_it`` in ``train_CrossEntropy``, ``utils_train/utils_train.py`` of
+    EricArazo/ImportanceSampling; ``int`` truncates, i.e. floor), which at budget 1 is the
+    suite's ``n_train // batch_size``. The per-iteration schedule spans ``epochs`` times
+    that (the reference's ``linearLR_per_it`` spaces ``args.epoch * max_it`` values).
+
+    Why the plan and not the steps actually run: a sampler's ``epoch_steps`` is asked only
+    at each epoch's start, so counts that differ from the default (InfoBatch's pruned
+    epochs) are not known in advance. Such a run ends before the schedule's last planned
+    step (its lr stops above ``final_lr``); ``lr_at`` holds ``final_lr`` past the plan.
+    """
+    steps = int(n_train * spec["budget"] / batch_size)
+    if steps < 1:
+        raise UserError(f"budget: {spec['budget']} of {n_train} examples at batch_size "
+                        f"{batch_size} leaves no full batch per epoch; raise budget to at "
+                        f"least {batch_size / n_train:.4g}")
+    return steps, steps * spec["epochs"]
 
 
 class _SpanTimer:

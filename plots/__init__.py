@@ -5,6 +5,7 @@
 - :mod:`plots.aggregate` — load run folders (only ``done`` runs are used), summary.csv;
 - :mod:`plots.figures`   — Figures 2–4, the bank-size ablation summary, cost figures;
 - :mod:`plots.report`    — report.md with per-dataset tables and the figures inline;
+- :mod:`plots.budget`    — final accuracy vs training budget (matrices with a budget axis);
 - :mod:`plots.style`     — arm colours that are the same in every figure.
 
 Only pandas/seaborn/matplotlib are needed: no torch import, so plots can be made on a
@@ -31,11 +32,15 @@ def make_plots(root: Path | str, ema_span: int | None = None
     Raises ResultsError when there is nothing usable. The figure and report modules are
     imported here so that ``import plots`` (e.g. to aggregate only) stays light.
     """
+    from . import budget
     from .figures import make_all
     from .report import write_report
 
     res = load_matrix(root)
     write_summary(res)
     outputs = make_all(res, res.root / "figures", ema_span=ema_span)
-    write_report(res, outputs)
+    has_budget = budget.add_to_outputs(res, outputs, res.root / "figures") is not None
+    report = write_report(res, outputs)
+    if has_budget:  # matrices with a budget axis: figure + table appended to report.md
+        budget.append_to_report(res, report)
     return res, outputs

@@ -63,6 +63,14 @@ class StepContext:
     augment_fn: Callable[[Tensor], Tensor]
     score_fn: Callable[[Tensor, Tensor], Tensor]  # (inputs, labels) -> per-example losses
     images_fn: Optional[Callable[[], Tensor]] = None
+    #: ``score_fn`` with the model in eval mode (BatchNorm uses, and does not update, its
+    #: running statistics): what Selective Backprop's reference scores with. ``None``:
+    #: ``score(..., mode="eval")`` is an error rather than a silent train-mode score.
+    score_eval_fn: Optional[Callable[[Tensor, Tensor], Tensor]] = None
+    #: fraction f in (0, 1] of each epoch's examples/steps that may be trained (Arazo et
+    #: al. 2021's budget; the trainer runs floor(f * n_train / batch_size) steps per epoch).
+    #: Samplers that draw a whole epoch at its start size the draw by it.
+    budget: float = 1.0
     #: ``score_fn`` for diagnostics only (defaults to ``score_fn``). The suite's trainer
     #: passes one that augments from its own generator and times itself, so measuring a
     #: sampler never changes the training stream or its cost figures.
@@ -82,17 +90,28 @@ class StepContext:
         """Training inputs (augmented, normalised) for ``idx``."""
         return self.augment_fn(idx)
 
-    def score(self, idx: Tensor, inputs: Optional[Tensor] = None) -> Tensor:
+    def score(self, idx: Tensor, inputs: Optional[Tensor] = None, mode: str = "train") -> Tensor:
         """Per-example loss of ``idx`` under the current model, no grad, counted.
 
         ``inputs`` defaults to ``augment(idx)``; pass them to score exact views.
+        ``mode``: ``"train"`` uses ``score_fn`` (the suite's: batch statistics, BatchNorm
+        running statistics restored afterwards); ``"eval"`` uses ``score_eval_fn``.
         ``len(idx)`` is a host-known shape, so counting costs no sync.
         """
+        if mode == "train":
+            fn = self.score_fn
+        elif mode == "eval":
+            if self.score_eval_fn is None:
+                raise ValueError("mode='eval' scoring needs a StepContext with score_eval_fn "
+                                 "(per-example losses with the model in eval mode)")
+            fn = self.score_eval_fn
+        else:
+            raise ValueError(f"score mode must be 'train' or 'eval', got {mode!r}")
         if inputs is None:
             inputs = self.augment(idx)
         self.forwards += int(idx.shape[0])
         with torch.no_grad():
-            return self.score_fn(inputs, self.labels[idx]).float()
+            return fn(inputs, self.labels[idx]).float()
 
     def score_diagnostic(self, idx: Tensor) -> Tensor:
         """Per-example loss of freshly augmented views of ``idx``, for diagnostics only.
@@ -150,6 +169,11 @@ class Sampler:
 
     def start_epoch(self, epoch: int, ctx: StepContext) -> None:
         """Called before the first ``next_batch`` of every epoch (epochs count from 1)."""
+
+    def epoch_steps(self, epoch: int, ctx: StepContext, default: int) -> int:
+        """Optimizer steps in `epoch` (called after start_epoch); default = the
+        trainer's budget-capped count."""
+        return default
 
     def next_batch(self, ctx: StepContext) -> Batch:  # pragma: no cover - interface
         raise NotImplementedError

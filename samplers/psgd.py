@@ -1,19 +1,37 @@
 """p-SGD and c-SGD (Chang et al. 2017, "Active Bias", as implemented by Arazo et al. 2021).
 
 Both keep, for every training example, the running mean ``s_i`` of ``1 - p_i[y_i]`` over
-every time it was trained on (``p`` from the training forward itself, so no extra pass).
-At each epoch start they turn ``s`` into sampling probabilities and draw the whole epoch's
-``n_train // b * b`` indices at once, served in consecutive chunks of b:
+every time it was trained on (``p`` from the training forward itself, so no extra pass;
+reference: ``update_sampling_metrics`` in ``utils_train/utils_train.py`` of the public
+EricArazo/ImportanceSampling code). At each epoch start they turn ``s`` into sampling
+probabilities (``select_samples`` in the same file):
 
 - unseen examples get ``max(s)`` over the seen ones (1 if nothing was seen yet), so a new
   example is treated as at least as useful as the most uncertain one;
 - ``q = s`` (p-SGD: prefer badly-predicted examples) or ``q = s (1 - s)`` (c-SGD: prefer
   uncertain ones; here ``s(1-s)`` is the variance proxy of a Bernoulli with mean ``s``);
 - ``q <- q + mean(q)`` smooths, so no example's probability is ever far below average;
-- ``P = q / sum(q)`` (uniform if ``q`` is all zero), drawn with ``torch.multinomial``.
+- ``P = q / sum(q)`` (uniform if ``q`` is all zero).
 
-``replacement: true`` is the default: without replacement and a full-epoch budget the draw
-would be (nearly) a plain permutation, i.e. uniform sampling in a different order.
+The epoch's draw, two variants (parameter ``replacement``):
+
+- ``replacement: false`` (default, the reference rule): ``int(budget * n)`` *distinct*
+  examples drawn from ``P`` without replacement (``select_samples``:
+  ``np.random.choice(..., samples_to_keep, p=curr_prob, replace=False)`` with
+  ``samples_to_keep = int(len(curr_prob) * args.budget)``), then visited in a uniformly
+  random order (``prepare_loader`` serves them through a ``SubsetRandomSampler`` with
+  ``drop_last=True``). The first epoch, where nothing is seen yet, is therefore a plain
+  random permutation (of an ``int(budget * n)`` subset), and at budget 1 *every* epoch
+  visits each example exactly once: uniform sampling in another order, which is Arazo et
+  al.'s point (importance sampling only matters under a budget).
+- ``replacement: true``: our variant, not the reference: ``steps * b`` indices drawn from
+  ``P`` with replacement (``steps = floor(budget * n / b)``), so hard examples can repeat
+  within an epoch and easy ones may not appear at all. The suite's matrices before the
+  budget axis existed used it (their run ids keep meaning it: it is written in them).
+
+Either way the trainer asks for ``floor(budget * n / b)`` batches (Arazo's ``max_it``);
+they are served in consecutive chunks of b of the epoch's order. If more are asked for
+than the order holds, a fresh draw follows.
 
 Running sums use ``index_add_``, so an example drawn twice in a batch counts twice. On
 CUDA that is an atomic float add whose summation order may vary between runs (enable
@@ -33,7 +51,7 @@ from .registry import register
 class RunningMeanSampler(Sampler):
     """Shared machinery; subclasses only say how running means become weights ``q``."""
 
-    def __init__(self, replacement: bool = True) -> None:
+    def __init__(self, replacement: bool = False) -> None:
         if not isinstance(replacement, bool):
             raise ValueError(f"replacement must be true or false, got {replacement!r}")
         self.replacement = replacement
@@ -72,9 +90,15 @@ class RunningMeanSampler(Sampler):
     def _draw(self, ctx: StepContext) -> None:
         p = self.probabilities()
         self._ess = 1.0 / (p * p).sum() / p.shape[0]
-        n_draw = ctx.n_train // ctx.batch_size * ctx.batch_size
-        self._order = torch.multinomial(p, n_draw, replacement=self.replacement,
-                                        generator=ctx.generator)
+        if self.replacement:  # our variant: as many draws as the epoch trains
+            n_draw = int(ctx.n_train * ctx.budget / ctx.batch_size) * ctx.batch_size
+            self._order = torch.multinomial(p, max(n_draw, ctx.batch_size), replacement=True,
+                                            generator=ctx.generator)
+        else:  # reference: int(budget * n) distinct examples, visited in random order
+            k = max(int(ctx.n_train * ctx.budget), 1)
+            chosen = torch.multinomial(p, k, replacement=False, generator=ctx.generator)
+            shuffle = torch.randperm(k, generator=ctx.generator, device=chosen.device)
+            self._order = chosen[shuffle]
         self._pos = 0
 
     def next_batch(self, ctx: StepContext) -> Batch:
@@ -111,7 +135,8 @@ class RunningMeanSampler(Sampler):
 
 @register("p_sgd")
 class PSGD(RunningMeanSampler):
-    """Prefer examples the model gets wrong: ``q = s``. Param ``replacement`` (true)."""
+    """Prefer examples the model gets wrong: ``q = s``. Param ``replacement`` (false =
+    the reference draw without replacement; true = our with-replacement variant)."""
 
     def weights(self, s: Tensor) -> Tensor:
         return s
@@ -119,7 +144,8 @@ class PSGD(RunningMeanSampler):
 
 @register("c_sgd")
 class CSGD(RunningMeanSampler):
-    """Prefer uncertain examples: ``q = s (1 - s)``. Param ``replacement`` (true)."""
+    """Prefer uncertain examples: ``q = s (1 - s)``. Param ``replacement`` (false =
+    the reference draw without replacement; true = our with-replacement variant)."""
 
     def weights(self, s: Tensor) -> Tensor:
         return s * (1.0 - s)

@@ -10,8 +10,29 @@ reference implementation, which appends before ranking) strictly below ``loss_i`
 Kept examples queue up, index *and* the exact augmented view that was scored; when b are
 queued, the first b form the batch (``Batch.inputs`` holds their views) and the rest wait
 for the next step, across epoch boundaries too, as does the candidate stream and FIFO.
-During the first ``prime_epochs`` epochs every candidate is kept (it is still scored, so
-the FIFO is full when selection starts; those forwards are counted like any others).
+
+Reference settings (the authors' code, github.com/angelajiang/SelectiveBackprop, also
+vendored as ``SelectiveBackprop/lib`` in EricArazo/ImportanceSampling; the defaults here):
+
+- ``prime_epochs: 1``. ``lib/SelectiveBackpropper.py`` sets ``num_images_to_prime`` to the
+  training-set size and ``lib/selectors.py`` (``PrimedSelector``) uses the
+  ``BaselineSelector`` until that many images went by: for one full epoch every candidate
+  is kept, and since ``BaselineSelector.mark`` never calls the probability calculator,
+  the loss history is *not* updated while priming (``lib/calculators.py``,
+  ``BatchedRelativeProbabilityCalculator.get_probability`` is where losses are appended).
+  The reference still runs the scoring forward while priming (``MemoizedTrainer
+  .train_batch`` in ``lib/trainer.py`` forwards every batch before the selector marks it),
+  so ours scores too and counts those forwards: the cost columns match the reference.
+  The FIFO is therefore empty when selection starts; the first chunk after priming is
+  ranked among itself (it is appended before ranking, as in the reference).
+- ``score_mode: eval``. ``lib/forwardproppers.py`` (``CutoutForwardpropper.forward_pass``)
+  calls ``net.eval()`` before the no-grad scoring forward: BatchNorm uses its running
+  statistics and does not update them. ``score_mode: train`` is our variant: a no-grad
+  forward with batch statistics (as the training forward sees them), BatchNorm running
+  statistics restored afterwards (the suite's ``ctx.score`` default).
+- ``beta: 3`` (``--SB_sensitivity`` default in EricArazo/ImportanceSampling ``train.py``,
+  passed as ``prob_pow``), ``history: 1024`` (``max_history_len`` in
+  ``lib/SelectiveBackpropper.py``).
 
 Synchronisation: this is the one sampler exempt from the no-sync rule. How many chunks
 must be scored to fill a batch depends on the random keep decisions, so the host has to
@@ -43,17 +64,23 @@ def keep_probability(losses: Tensor, history: Tensor, beta: float) -> Tensor:
 @register("selective_backprop")
 class SelectiveBackprop(Sampler):
     """``beta``: selectivity (0 keeps every candidate, larger keeps fewer: the expected
-    keep rate is about 1 / (beta + 1)); ``history``: FIFO length for the percentiles; ``prime_epochs``: leading
-    epochs that keep every candidate. Epoch metrics: ``sb_keep_rate`` (kept / scored)
-    and ``sb_scored`` (candidates scored in the epoch)."""
+    keep rate is about 1 / (beta + 1)); ``history``: FIFO length for the percentiles;
+    ``prime_epochs``: leading epochs that keep every candidate without updating the
+    FIFO; ``score_mode``: ``eval`` (reference) or ``train`` (ours, see the module
+    docstring). Epoch metrics: ``sb_keep_rate`` (kept / scored) and ``sb_scored``
+    (candidates scored in the epoch)."""
 
-    def __init__(self, beta: float = 3, history: int = 1024, prime_epochs: int = 0) -> None:
+    def __init__(self, beta: float = 3, history: int = 1024, prime_epochs: int = 1,
+                 score_mode: str = "eval") -> None:
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not (0 <= beta < float("inf")):
             raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
         if isinstance(history, bool) or not isinstance(history, int) or history < 1:
             raise ValueError(f"history must be an integer >= 1, got {history!r}")
         if isinstance(prime_epochs, bool) or not isinstance(prime_epochs, int) or prime_epochs < 0:
             raise ValueError(f"prime_epochs must be an integer >= 0, got {prime_epochs!r}")
+        if score_mode not in ("train", "eval"):
+            raise ValueError(f"score_mode must be 'train' or 'eval', got {score_mode!r}")
+        self.score_mode = score_mode
         self.beta = float(beta)
         self.history = history
         self.prime_epochs = prime_epochs
@@ -124,12 +151,12 @@ class SelectiveBackprop(Sampler):
     def _score_chunk(self, ctx: StepContext, b: int) -> None:
         idx = self._next_candidates(ctx, b)
         inputs = ctx.augment(idx)
-        losses = ctx.score(idx, inputs)
-        self._push(losses)
+        losses = ctx.score(idx, inputs, mode=self.score_mode)
         assert self._fifo is not None
-        if self._epoch <= self.prime_epochs:
+        if self._epoch <= self.prime_epochs:  # priming: keep all, history untouched
             keep_pos = torch.arange(idx.shape[0], device=idx.device)
         else:
+            self._push(losses)
             prob = keep_probability(losses, self._fifo[:self._fifo_len], self.beta)
             draw = torch.rand(prob.shape, generator=ctx.generator, device=prob.device)
             keep_pos = torch.nonzero(draw < prob).squeeze(1)  # the one sync per chunk

@@ -4,7 +4,8 @@ The toy data set is built so that every quantity a sampler sees is known by cons
 pixel ``[0, 0, 0]`` of example i holds its "true loss" ``losses[i]``; ``augment`` copies the
 image and adds Gaussian noise (drawn from ``ctx.generator``, as any randomness must be) to
 every *other* pixel, so each view is unique (it can be traced back) yet its loss is exact;
-``score`` returns pixel ``[0, 0, 0]`` of the inputs, i.e. ``losses[idx]`` for any view.
+``score`` returns pixel ``[0, 0, 0]`` of the inputs, i.e. ``losses[idx]`` for any view, in
+either mode (``score_fn`` and ``score_eval_fn`` agree; ``Toy.modes`` records which was used).
 The fake trainer follows the real trainer's contract (see ``samplers.base``).
 """
 from __future__ import annotations
@@ -25,6 +26,7 @@ class Toy:
     images: Tensor          # (n, 3, hw, hw) un-augmented, normalised
     losses: Tensor          # (n,) the true loss of each example
     scored: list = field(default_factory=list)   # (inputs, losses) of every score call
+    modes: list = field(default_factory=list)    # "train"/"eval" of every score call
     wnorm: list = field(default_factory=lambda: [2.0])  # mutable ||W||_F seen by the ctx
 
 
@@ -53,10 +55,13 @@ def make_toy(n: int = 40, b: int = 4, *, num_classes: int = 4, hw: int = 4,
         noise[:, 0, 0, 0] = 0.0
         return x + noise
 
-    def score(inputs: Tensor, labels_: Tensor) -> Tensor:
-        out = inputs[:, 0, 0, 0].clone()
-        toy_ref[0].scored.append((inputs.clone(), out.clone()))
-        return out
+    def scorer(mode: str) -> Callable[[Tensor, Tensor], Tensor]:
+        def score(inputs: Tensor, labels_: Tensor) -> Tensor:
+            out = inputs[:, 0, 0, 0].clone()
+            toy_ref[0].scored.append((inputs.clone(), out.clone()))
+            toy_ref[0].modes.append(mode)
+            return out
+        return score
 
     def wnorm() -> Tensor:
         return torch.tensor(toy_ref[0].wnorm[0], device=device)
@@ -64,7 +69,8 @@ def make_toy(n: int = 40, b: int = 4, *, num_classes: int = 4, hw: int = 4,
     ctx = StepContext(n_train=n, batch_size=b, device=device, generator=generator,
                       labels=labels, num_classes=num_classes,
                       weight_norm_fn=weight_norm_fn or wnorm, augment_fn=augment,
-                      score_fn=score, images_fn=lambda: images)
+                      score_fn=scorer("train"), score_eval_fn=scorer("eval"),
+                      images_fn=lambda: images)
     toy = Toy(ctx=ctx, images=images, losses=losses)
     toy_ref.append(toy)
     return toy

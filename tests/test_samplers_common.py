@@ -22,6 +22,10 @@ CONFIGS = {
     "selective_backprop-prime": ("selective_backprop", {"history": 16, "prime_epochs": 1}),
     "p_sgd": ("p_sgd", {}),
     "c_sgd-no-replacement": ("c_sgd", {"replacement": False}),
+    "p_sgd-replacement": ("p_sgd", {"replacement": True}),
+    "selective_backprop-train-noprime": ("selective_backprop", {"history": 16, "prime_epochs": 0,
+                                                                "score_mode": "train"}),
+    "unif_sgd": ("unif_sgd", {}),
 }
 
 
@@ -132,8 +136,10 @@ def test_defaults_and_bank_flag():
                                         "reset": "epoch", "select": "highest",
                                         "init": "zeros", "diagnose_every": 0}
     assert samplers.params("loss_oracle") == {"bank_size": 200, "select": "highest"}
+    # reference settings (see the samplers' docstrings for the source files)
     assert samplers.params("selective_backprop") == {"beta": 3, "history": 1024,
-                                                     "prime_epochs": 0}
-    assert samplers.params("p_sgd") == samplers.params("c_sgd") == {"replacement": True}
-    assert [n for n in ["impon", "loss_oracle", "selective_backprop", "p_sgd", "c_sgd"]
+                                                     "prime_epochs": 1, "score_mode": "eval"}
+    assert samplers.params("p_sgd") == samplers.params("c_sgd") == {"replacement": False}
+    assert samplers.params("unif_sgd") == {}
+    assert [n for n in ["impon", "loss_oracle", "selective_backprop", "p_sgd", "c_sgd", "unif_sgd"]
             if samplers.get(n).has_bank] == ["impon", "loss_oracle"]

@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy import stats
 
-from sampler_fixtures import build, make_toy, reseed, run
+from sampler_fixtures import build, make_toy, reseed, run, train_step
 
 P_MIN = 1e-3
 
@@ -59,7 +59,7 @@ def test_draws_with_replacement_follow_p(name):
     n, b, epochs = 10, 5, 1500
     toy = make_toy(n=n, b=b)
     means = [0.9, 0.1, 0.5, 0.3, None, 0.7, 0.2, 0.95, 0.05, 0.6]
-    s = _sampler_with_means(name, toy, means)
+    s = _sampler_with_means(name, toy, means, replacement=True)
     p = s.probabilities()
     counts = torch.zeros(n)
     for epoch in range(1, epochs + 1):   # start_epoch redraws from the (unchanged) means
@@ -71,20 +71,59 @@ def test_draws_with_replacement_follow_p(name):
     assert stats.chisquare(counts.numpy(), (p * counts.sum()).numpy()).pvalue > P_MIN
 
 
-def test_draws_without_replacement_are_distinct_and_successive_in_p():
-    n, b, epochs = 10, 4, 3000
+@pytest.mark.parametrize("name", ["p_sgd", "c_sgd"])
+def test_without_replacement_at_budget_1_is_a_permutation_every_epoch(name):
+    """Reference rule (select_samples, utils_train.py): int(budget * n) distinct examples,
+    so at budget 1 each example is trained exactly once per epoch, whatever P is: the
+    first epoch (nothing seen) and later ones (P far from uniform) alike."""
+    n, b = 12, 4
     toy = make_toy(n=n, b=b)
+    s = build(name)                                          # default: the reference draw
+    orders = []
+    for epoch in (1, 2, 3):
+        reseed(toy.ctx, 0, epoch)
+        s.start_epoch(epoch, toy.ctx)
+        if epoch == 1:
+            assert torch.all(s.probabilities() == 1.0 / n)   # nothing seen: uniform
+        epoch_idx = torch.cat([train_step(s, toy).idx for _ in range(n // b)])
+        assert sorted(epoch_idx.tolist()) == list(range(n))  # each example exactly once
+        orders.append(epoch_idx.tolist())
+        p = s.probabilities()
+        assert p.max() > 1.2 * p.min()                        # P is far from uniform now
+    assert orders[0] != orders[1] != orders[2]               # a fresh order each epoch
+
+
+@pytest.mark.parametrize("budget,expect", [(0.5, 10), (0.3, 6), (0.25, 5)])
+def test_without_replacement_draws_int_budget_n_distinct(budget, expect):
+    n, b = 20, 2
+    toy = make_toy(n=n, b=b)
+    toy.ctx.budget = budget
+    s = _sampler_with_means("c_sgd", toy, [0.5] * 10 + [None] * 10)
+    order = s.state_dict()["order"]
+    assert order.shape == (expect,) and len(set(order.tolist())) == expect  # int(f * n)
+
+
+def test_without_replacement_chosen_examples_follow_p():
+    # budget 1/n: the epoch's one example is a single draw from P (its order is then moot)
+    n, epochs = 10, 3000
+    toy = make_toy(n=n, b=1)
+    toy.ctx.budget = 0.1
     means = [0.9, 0.1, 0.5, 0.3, None, 0.7, 0.2, 0.95, 0.05, 0.6]
-    s = _sampler_with_means("p_sgd", toy, means, replacement=False)
+    s = _sampler_with_means("p_sgd", toy, means)
     p = s.probabilities()
     first = torch.zeros(n)
     for epoch in range(1, epochs + 1):
         reseed(toy.ctx, 0, epoch)
         s.start_epoch(epoch, toy.ctx)
-        epoch_idx = torch.cat([s.next_batch(toy.ctx).idx for _ in range(n // b)])
-        assert len(set(epoch_idx.tolist())) == 8          # n // b * b distinct examples
-        first[epoch_idx[0]] += 1                            # first draw ~ P
+        first[s.next_batch(toy.ctx).idx[0]] += 1
     assert stats.chisquare(first.numpy(), (p * epochs).numpy()).pvalue > P_MIN
+
+
+def test_with_replacement_draws_as_many_as_the_budgeted_steps_train():
+    toy = make_toy(n=20, b=4)
+    toy.ctx.budget = 0.5                       # int(20 * 0.5 / 4) = 2 steps -> 8 draws
+    s = _sampler_with_means("p_sgd", toy, [0.5] * 20, replacement=True)
+    assert s.state_dict()["order"].shape == (8,)
 
 
 def test_epoch_is_one_draw_served_in_consecutive_chunks_without_forwards():
@@ -93,9 +132,9 @@ def test_epoch_is_one_draw_served_in_consecutive_chunks_without_forwards():
     reseed(toy.ctx, 0, 1)
     s.start_epoch(1, toy.ctx)
     order = s.state_dict()["order"]
-    assert order.shape == (8,)
+    assert order.shape == (10,)                # int(budget * n); the trainer uses 8 of them
     batches = [s.next_batch(toy.ctx).idx for _ in range(2)]
-    assert torch.equal(torch.cat(batches), order)
+    assert torch.equal(torch.cat(batches), order[:8])
     run(s, toy, seed=0, epochs=2)
     assert toy.ctx.forwards == 0 and 0 < s.epoch_metrics()["psgd_ess_frac"] <= 1
 

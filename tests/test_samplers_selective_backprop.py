@@ -31,7 +31,8 @@ def test_percentage_strictly_below_and_keep_probability_by_hand():
 @pytest.mark.parametrize("history", [6, 3])
 def test_fifo_holds_the_last_history_scored_losses(history):
     toy = make_toy(n=40, b=4)
-    sb = build("selective_backprop", history=history, prime_epochs=1)  # keep all: 1 chunk/step
+    # beta 0 keeps every candidate (1 chunk per step) and, unlike priming, fills the FIFO
+    sb = build("selective_backprop", beta=0, history=history, prime_epochs=0)
     reseed(toy.ctx, 0, 1)
     sb.start_epoch(1, toy.ctx)
     for step in range(1, 4):
@@ -46,7 +47,7 @@ def test_keep_probability_follows_percentile_in_fifo_statistically():
     # of rank r (0 = lowest of 4 distinct losses) is kept with probability (r / 4) ** beta.
     toy = make_toy(n=40, b=4)
     beta = 1.5
-    sb = build("selective_backprop", beta=beta, history=4)
+    sb = build("selective_backprop", beta=beta, history=4, prime_epochs=0)
     batches = run(sb, toy, seed=0, epochs=1, steps=400)
     ids = _view_ids(toy)
     queued = sb.state_dict()["queue_inputs"]
@@ -68,7 +69,7 @@ def test_keep_probability_follows_percentile_in_fifo_statistically():
 
 def test_batches_are_b_of_the_exact_scored_views_in_queue_order():
     toy = make_toy(n=40, b=4)
-    sb = build("selective_backprop", beta=1.0, history=16)
+    sb = build("selective_backprop", beta=1.0, history=16, prime_epochs=0)
     batches = run(sb, toy, seed=0, epochs=2)
     ids = _view_ids(toy)
     order = []
@@ -83,7 +84,7 @@ def test_batches_are_b_of_the_exact_scored_views_in_queue_order():
 
 def test_forwards_count_every_scored_candidate():
     toy = make_toy(n=40, b=4)
-    sb = build("selective_backprop")
+    sb = build("selective_backprop", prime_epochs=0)
     run(sb, toy, seed=0, epochs=1)
     scored = sum(len(inputs) for inputs, _ in toy.scored)
     assert toy.ctx.forwards == scored > 10 * 4   # beta = 3 keeps ~1/4: needs more candidates
@@ -102,9 +103,38 @@ def test_prime_epochs_keep_every_candidate_then_select():
     assert sb.epoch_metrics()["sb_keep_rate"] < 0.6
 
 
+def test_priming_keeps_every_candidate_and_leaves_the_history_empty():
+    """Reference (lib/selectors.py PrimedSelector -> BaselineSelector): while priming,
+    every candidate is kept in scoring order and no loss enters the history; the first
+    chunk after priming is ranked among itself (appended before ranking)."""
+    toy = make_toy(n=40, b=4)
+    sb = build("selective_backprop", prime_epochs=2, history=16)
+    batches = run(sb, toy, seed=0, epochs=2)
+    assert len(sb.history_losses()) == 0                     # nothing pushed in 2 epochs
+    scored = [inputs for inputs, _ in toy.scored]
+    assert len(scored) == len(batches) == 20                 # one chunk per step: all kept
+    for batch, inputs in zip(batches, scored):
+        assert torch.equal(batch.inputs, inputs)             # kept exactly as scored
+    assert sb.epoch_metrics()["sb_keep_rate"] == 1.0 and toy.ctx.forwards == 80
+    reseed(toy.ctx, 0, 3)
+    sb.start_epoch(3, toy.ctx)
+    train_step(sb, toy)
+    first = toy.scored[20][1]
+    assert torch.equal(sb.history_losses()[:len(first)], first)
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_score_mode_picks_the_context_scorer(mode):
+    toy = make_toy(n=40, b=4)
+    sb = build("selective_backprop", score_mode=mode, prime_epochs=0)
+    run(sb, toy, seed=0, epochs=1)
+    assert toy.modes and set(toy.modes) == {mode}
+    assert build("selective_backprop").score_mode == "eval"   # the reference's default
+
+
 def test_leftovers_carry_over_to_the_next_epoch():
     toy = make_toy(n=40, b=4)
-    sb = build("selective_backprop", beta=0.5, history=8)
+    sb = build("selective_backprop", beta=0.5, history=8, prime_epochs=0)
     for seed in range(20):  # find a seed that leaves something queued at the epoch end
         run(sb, toy, seed=seed, epochs=1)
         left = sb.state_dict()["queue_idx"]
@@ -134,6 +164,7 @@ def test_candidates_are_successive_permutations_with_a_short_last_chunk():
     ({"beta": -1}, "beta must be a finite number >= 0"),
     ({"history": 0}, "history must be an integer >= 1"),
     ({"prime_epochs": -2}, "prime_epochs must be an integer >= 0"),
+    ({"score_mode": "test"}, "score_mode must be 'train' or 'eval'"),
 ])
 def test_invalid_parameters_are_rejected_clearly(params, message):
     with pytest.raises(ValueError, match=message):
