@@ -96,7 +96,14 @@ class RunningMeanSampler(Sampler):
                                             generator=ctx.generator)
         else:  # reference: int(budget * n) distinct examples, visited in random order
             k = max(int(ctx.n_train * ctx.budget), 1)
-            chosen = torch.multinomial(p, k, replacement=False, generator=ctx.generator)
+            # Gumbel-top-k (Efraimidis & Spirakis 2006; Kool et al. 2019): the k largest
+            # log p_i + Gumbel_i are distributed exactly as k sequential draws without
+            # replacement from P, with no host sync (torch.multinomial without
+            # replacement validates its input with an .item() on CUDA).
+            u = torch.rand(p.shape, generator=ctx.generator, device=p.device,
+                           dtype=torch.float64).clamp_min_(1e-300)
+            keys = torch.log(p.double()) - torch.log(-torch.log(u))
+            chosen = torch.topk(keys, k, sorted=False).indices
             shuffle = torch.randperm(k, generator=ctx.generator, device=chosen.device)
             self._order = chosen[shuffle]
         self._pos = 0

@@ -235,7 +235,9 @@ class SamplerCase:
 
 SAMPLER_CASES: dict[str, SamplerCase] = {
     # samplers.selective_backprop: exactly one ``nonzero`` of the keep mask per scored chunk.
-    "selective_backprop": SamplerCase(expected=lambda chunks: Counter({"nonzero": chunks})),
+    # No priming here: epoch 1 must already select, so the counted sync is exercised.
+    "selective_backprop": SamplerCase(params={"prime_epochs": 0},
+                                      expected=lambda chunks: Counter({"nonzero": chunks})),
 }
 
 
@@ -262,11 +264,20 @@ def record_call(trainer: Any, call: Callable[[], Any]) -> StepRecord:
         calls[0] += 1
         return inner(*a, **k)
 
+    inner_eval = ctx.score_eval_fn
+
+    def counted_eval(*a: Any, **k: Any) -> Any:
+        calls[0] += 1
+        return inner_eval(*a, **k)
+
     ctx.score_fn = counted
+    if inner_eval is not None:
+        ctx.score_eval_fn = counted_eval
     try:
         with SyncRecorder(trainer.device,
                           lambda: optimizer_step_counters(trainer.optimizer)) as rec:
             call()
     finally:
         ctx.score_fn = inner
+        ctx.score_eval_fn = inner_eval
     return StepRecord(rec, calls[0])

@@ -67,7 +67,7 @@ def test_train_step_and_begin_epoch_never_sync(name: str, tmp_path: Path):
 
 def test_selective_backprop_syncs_exactly_once_per_scored_chunk(tmp_path: Path):
     """beta 3 keeps ~1/4 of each chunk, so a step scores several chunks: one nonzero each."""
-    trainer = _trainer(tmp_path, {"name": "selective_backprop", "beta": 3})
+    trainer = _trainer(tmp_path, {"name": "selective_backprop", "beta": 3, "prime_epochs": 0})
     trainer.begin_epoch(1)
     per_step = []
     for _ in range(3):
