@@ -154,7 +154,31 @@ def sampler_factor(spec: RunSpec) -> float:
         extra = s["bank_size"]
     elif s["name"] == "impon" and s.get("diagnose_every"):
         extra = s["bank_size"] / s["diagnose_every"]
+    elif s["name"] == "rho_loss":
+        extra = s["n_big"] or 10 * b
+    elif s["name"] == "upper_bound_is":
+        extra = s["presample"] * b  # upper bound: importance sampling on at every step
     return 1.0 + FORWARD_FRACTION * extra / b
+
+
+def sampler_run_extra(spec: RunSpec, n_train: int) -> tuple[float, float]:
+    """(step-count factor, extra training-step equivalents per run) of the samplers whose
+    cost is not per step: InfoBatch's pruned epochs (GUESS: about half the examples score
+    below the mean, so a pruning epoch keeps 1 - ratio/2 of the data), RHO-LOSS's IL model
+    (il_epochs passes over the holdout half plus one forward of the other half) and online
+    batch selection's full recomputation forwards."""
+    s, b, epochs = spec["sampler"], spec["batch_size"], spec["epochs"]
+    if s["name"] == "infobatch":
+        pruned = min(epochs, int(epochs * s["delta"]) + 1)
+        return (pruned * (1 - s["ratio"] / 2) + (epochs - pruned)) / epochs, 0.0
+    if s["name"] == "rho_loss":
+        half = n_train / 2
+        return 1.0, (s["il_epochs"] * half + FORWARD_FRACTION * half) / b
+    if s["name"] == "online_batch_selection":
+        k = s["recompute_epochs"]
+        passes = 1 + ((epochs - 1) // k if k else 0)
+        return 1.0, FORWARD_FRACTION * passes * n_train / b
+    return 1.0, 0.0
 
 
 def run_time(spec: RunSpec, device: str, data_root: str | Path) -> StepTime | None:
@@ -168,9 +192,11 @@ def run_time(spec: RunSpec, device: str, data_root: str | Path) -> StepTime | No
     t = step_time(device, float(spec["model"]["width"]), spec["batch_size"], k,
                   cuda and spec["amp"] == "bf16", cuda and spec["channels_last"])
     # as train.planned_steps, on the training set left after the validation split
-    steps = int((n_train - n_val) * spec["budget"] / spec["batch_size"]) * spec["epochs"]
+    n_fit = n_train - n_val
+    steps = int(n_fit * spec["budget"] / spec["batch_size"]) * spec["epochs"]
     evals = (spec["epochs"] + 1) * (n_test + n_val) / spec["batch_size"] * FORWARD_FRACTION
-    return t.scaled(steps * sampler_factor(spec) + evals)
+    factor, extra_steps = sampler_run_extra(spec, n_fit)
+    return t.scaled(steps * factor * sampler_factor(spec) + extra_steps + evals)
 
 
 def run_seconds(spec: RunSpec, device: str, data_root: str | Path) -> float | None:

@@ -125,7 +125,8 @@ class Trainer:
             score_fn=self._score, images_fn=self.data.train_images,
             score_eval_fn=self._score_eval, budget=spec["budget"],
             diagnose_augment_fn=lambda idx: self.data.augment(idx, self.diag_gen),
-            diagnose_score_fn=self._score_diagnostic)
+            diagnose_score_fn=self._score_diagnostic, epochs=spec["epochs"],
+            score_logits_fn=self._score_logits, train_aux_fn=self._train_aux_model)
         self.counters = Counters()
         self.files = RunFiles(self.run_dir, spec.run_id, self.info.fingerprint)
         faults.install(self)  # test-only stop points (IMPON_TEST_KILL_AT); a no-op otherwise
@@ -144,6 +145,10 @@ class Trainer:
         forward would see them) with BatchNorm running statistics restored afterwards, so
         scoring (Selective Backprop, the oracle, IMPON diagnostics) never changes the model.
         Large banks are scored in chunks of ``eval_batch_size`` to bound memory."""
+        return F.cross_entropy(self._score_logits(inputs), labels, reduction="none")
+
+    def _score_logits(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The logits behind :meth:`_score` (same train-mode forward, BN statistics restored)."""
         saved = [buf.clone() for buf in self._bn_buffers]
         chunk = self.spec["eval_batch_size"]
         with torch.no_grad(), self._autocast():
@@ -151,7 +156,55 @@ class Trainer:
                                 for i in range(0, inputs.shape[0], chunk)])
         for buf, old in zip(self._bn_buffers, saved):
             buf.copy_(old)
-        return F.cross_entropy(logits, labels, reduction="none")
+        return logits
+
+    def _train_aux_model(self, train_idx: torch.Tensor, score_idx: torch.Tensor, *, epochs: int,
+                         batch_size: int, lr: float, weight_decay: float,
+                         generator: torch.Generator) -> torch.Tensor:
+        """Backend of ``StepContext.train_aux_model`` (RHO-LOSS's irreducible-loss model).
+
+        A fresh model of this run's architecture and width, initialised, shuffled and
+        augmented from seeds drawn from ``generator`` (the sampler's stream, so the run
+        stays deterministic and the training streams are untouched), trained with AdamW
+        in train mode, then evaluated in eval mode on the un-augmented ``score_idx``.
+        Reads two seeds back to the host: once per run, not per step.
+        """
+        seeds = torch.randint(0, 2**62, (2,), generator=generator, device=generator.device).tolist()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seeds[0])
+            aux = models.build(self.spec["model"]["name"], self.info.num_classes,
+                               **{k: v for k, v in self.spec["model"].items() if k != "name"})
+        aux = aux.to(self.device)
+        if self.cuda and self.spec["channels_last"]:
+            aux = aux.to(memory_format=torch.channels_last)
+        opt = torch.optim.AdamW(aux.parameters(), lr=lr, weight_decay=weight_decay)
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(seeds[1])
+        aux.train()
+        n = int(train_idx.shape[0])
+        for _ in range(epochs):
+            order = train_idx[torch.randperm(n, generator=gen, device=self.device)]
+            for s in range(0, n, batch_size):
+                idx = order[s:s + batch_size]
+                with self._autocast():
+                    out = aux(self.data.augment(idx, gen))
+                loss = F.cross_entropy(out.float(), self.data.y_train[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        aux.eval()
+        chunk = self.spec["eval_batch_size"]
+        images = self.data.x_train
+        out_losses = []
+        with torch.no_grad(), self._autocast():
+            for s in range(0, int(score_idx.shape[0]), chunk):
+                idx = score_idx[s:s + chunk]
+                x = self.data._finish(images[idx])
+                out_losses.append(F.cross_entropy(aux(x).float(), self.data.y_train[idx],
+                                                  reduction="none"))
+        if not out_losses:
+            return torch.zeros(0, device=self.device)
+        return torch.cat(out_losses)
 
     def _score_eval(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """No-grad per-example losses in eval mode: BatchNorm normalises with its running
@@ -192,6 +245,8 @@ class Trainer:
         losses = F.cross_entropy(logits.float(), labels, reduction="none")
         if batch.weights is None:
             loss = losses.mean()
+        elif batch.weight_mode == "mean":   # e.g. IS weights 1/(B p_i): divide by b, not sum(w)
+            loss = (batch.weights * losses).mean()
         else:
             loss = (batch.weights * losses).sum() / batch.weights.sum()
         self.optimizer.zero_grad(set_to_none=True)
@@ -200,6 +255,8 @@ class Trainer:
         detached = losses.detach()
         # p(true class) = exp(-CE): exact, and costs no second softmax.
         self.sampler.observe(batch.idx, detached, torch.exp(-detached))
+        if self.sampler.wants_logits:
+            self.sampler.observe_logits(batch.idx, logits.detach().float())
         n = int(batch.idx.shape[0])  # a host-known shape: no sync
         c.iteration += 1
         c.backprops += n
@@ -228,18 +285,19 @@ class Trainer:
 
     def train_epoch(self, epoch: int) -> tuple[list[str], dict[str, Any]]:
         spec, c = self.spec, self.counters
+        t0 = time.perf_counter()   # start_epoch's work (e.g. RHO-LOSS's IL model) is a cost
         self.begin_epoch(epoch)
         steps = self.epoch_steps(epoch)
         loss_buf = torch.zeros(steps, device=self.device)
         lrs, backprops, forwards = [], [], []
         base_lr = spec["optimizer"]["lr"]
-        t0 = time.perf_counter()
         for i in range(steps):
-            lr = lr_at(c.iteration, self.total_steps, self.steps_per_epoch, base_lr,
+            position = schedule_position(epoch, i, steps, self.steps_per_epoch)
+            lr = lr_at(position, self.total_steps, self.steps_per_epoch, base_lr,
                        spec["schedule"], epoch=epoch - 1)
             loss_buf[i] = self.train_step(lr)
             lrs.append(lr)
-            backprops.append(c.backprops)
+            backprops.append(c.backprops + self.ctx.backprops)
             forwards.append(c.forwards + self.ctx.forwards)
         self._sync()
         diag_seconds = self._diag_timer.seconds()
@@ -299,7 +357,7 @@ class Trainer:
                    train_seconds: float, diag_seconds: float = 0.0) -> dict[str, Any]:
         c = self.counters
         row = {"epoch": epoch, "iteration": c.iteration, "train_loss": train_loss,
-               "test_loss": test[0], "test_acc": test[1], "backprops": c.backprops,
+               "test_loss": test[0], "test_acc": test[1], "backprops": c.backprops + self.ctx.backprops,
                "forwards": c.forwards + self.ctx.forwards, "train_seconds": train_seconds,
                "eval_seconds": test[2], "diag_forwards": self.ctx.diag_forwards,
                "diag_seconds": diag_seconds, **self.val_row}
@@ -313,6 +371,7 @@ class Trainer:
             "counters": vars(self.counters).copy(),
             "ctx_forwards": self.ctx.forwards,
             "ctx_diag_forwards": self.ctx.diag_forwards,
+            "ctx_backprops": self.ctx.backprops,
             "model": self.net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "sampler": self.sampler.state_dict(),
@@ -325,6 +384,7 @@ class Trainer:
         self.counters = Counters(**state["counters"])
         self.ctx.forwards = state["ctx_forwards"]
         self.ctx.diag_forwards = state.get("ctx_diag_forwards", 0)
+        self.ctx.backprops = state.get("ctx_backprops", 0)
 
     def save_checkpoint(self, epoch: int) -> None:
         self.files.save_checkpoint(epoch, self.training_state())
@@ -382,8 +442,8 @@ def planned_steps(n_train: int, batch_size: int, spec: RunSpec) -> tuple[int, in
 
     Why the plan and not the steps actually run: a sampler's ``epoch_steps`` is asked only
     at each epoch's start, so counts that differ from the default (InfoBatch's pruned
-    epochs) are not known in advance. Such a run ends before the schedule's last planned
-    step (its lr stops above ``final_lr``); ``lr_at`` holds ``final_lr`` past the plan.
+    epochs) are not known in advance; ``schedule_position`` places each step of such an
+    epoch by its fraction of the epoch, so the schedule still ends at the run's last step.
     """
     steps = int(n_train * spec["budget"] / batch_size)
     if steps < 1:
@@ -391,6 +451,23 @@ def planned_steps(n_train: int, batch_size: int, spec: RunSpec) -> tuple[int, in
                         f"{batch_size} leaves no full batch per epoch; raise budget to at "
                         f"least {batch_size / n_train:.4g}")
     return steps, steps * spec["epochs"]
+
+
+def schedule_position(epoch: int, step: int, steps: int, default: int) -> float | int:
+    """Where step ``step`` of ``steps`` in ``epoch`` sits on a schedule of ``default`` steps
+    per epoch: ``(epoch - 1) * default + step * default / steps``.
+
+    Why by epoch fraction: a sampler that shortens epochs (InfoBatch) would otherwise end
+    the run before the schedule ends. InfoBatch's reference (examples/cifar_example.py)
+    rebuilds its OneCycleLR at every epoch start with that epoch's length and position
+    ``epoch * len(loader)``, i.e. it too places each step by its fraction of the epoch,
+    so the schedule spans the run's real steps and reaches its end at the last one. With
+    ``steps == default`` this is the plain iteration count (unchanged for every sampler
+    that keeps the default epoch length).
+    """
+    if steps == default:
+        return (epoch - 1) * default + step
+    return (epoch - 1) * default + step * default / steps
 
 
 class _SpanTimer:

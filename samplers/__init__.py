@@ -18,6 +18,7 @@ from .registry import SamplerConfigError, available, build, check_params, get, p
 # Importing a method module registers it.
 from . import uniform  # noqa: F401,E402
 from . import impon, oracle, psgd, selective_backprop, unif_sgd  # noqa: F401,E402
+from . import infobatch, online_batch_selection, rho_loss, upper_bound_is  # noqa: F401,E402
 
 __all__ = ["Batch", "Sampler", "StepContext", "FEATURE_KINDS", "SamplerConfigError",
            "available", "build", "check_params", "get", "params", "register"]

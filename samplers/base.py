@@ -31,13 +31,18 @@ class Batch:
     ``idx``: b global training indices (int64, on the device).
     ``inputs``: already-augmented inputs for ``idx`` (only samplers that scored views
     themselves, e.g. Selective Backprop, set it; otherwise the trainer augments ``idx``).
-    ``weights``: optional per-example weights; the trainer then minimises
-    ``(weights * losses).sum() / weights.sum()`` instead of the plain mean.
+    ``weights``: optional per-example weights. ``weight_mode`` says how the trainer uses
+    them: ``"normalized"`` (the default) minimises ``(weights * losses).sum() /
+    weights.sum()``, a weighted mean; ``"mean"`` minimises ``(weights * losses).mean()``,
+    the plain batch mean of the rescaled losses. Why both: importance-sampling weights
+    (upper-bound IS) and InfoBatch's rescaling are only unbiased when the batch is divided
+    by its size b, not by the sum of its weights (that is what their reference code does).
     """
 
     idx: Tensor
     inputs: Optional[Tensor] = None
     weights: Optional[Tensor] = None
+    weight_mode: str = "normalized"
 
 
 FEATURE_KINDS = ("pixels", "pooled", "label", "pooled+label")
@@ -80,6 +85,17 @@ class StepContext:
     forwards: int = 0
     #: examples forwarded by ``score_diagnostic`` (measurement, not a cost of the method).
     diag_forwards: int = 0
+    #: epochs of the whole run (InfoBatch needs it to know when to stop pruning); None if
+    #: the loop does not say.
+    epochs: Optional[int] = None
+    #: ``score_logits`` backend: inputs -> (b, classes) logits, no grad (upper-bound IS).
+    score_logits_fn: Optional[Callable[[Tensor], Tensor]] = None
+    #: trains a fresh auxiliary model (RHO-LOSS's irreducible-loss model); see
+    #: :meth:`train_aux_model` for the contract.
+    train_aux_fn: Optional[Callable[..., Tensor]] = None
+    #: examples back-propagated by the sampler itself (e.g. training an auxiliary model),
+    #: added by the trainer to its ``backprops`` column like ``forwards``.
+    backprops: int = 0
     _features: dict = field(default_factory=dict, repr=False)
 
     def weight_norm(self) -> Tensor:
@@ -112,6 +128,37 @@ class StepContext:
         self.forwards += int(idx.shape[0])
         with torch.no_grad():
             return fn(inputs, self.labels[idx]).float()
+
+    def score_logits(self, idx: Tensor, inputs: Optional[Tensor] = None) -> Tensor:
+        """Logits (float, (len(idx), classes)) of ``idx`` under the current model, no grad,
+        counted in ``forwards`` like :meth:`score` (same train-mode forward)."""
+        if self.score_logits_fn is None:
+            raise ValueError("this sampler needs logits: give StepContext a score_logits_fn")
+        if inputs is None:
+            inputs = self.augment(idx)
+        self.forwards += int(idx.shape[0])
+        with torch.no_grad():
+            return self.score_logits_fn(inputs).float()
+
+    def train_aux_model(self, train_idx: Tensor, score_idx: Tensor, *, epochs: int,
+                        batch_size: int, lr: float, weight_decay: float) -> Tensor:
+        """Train a fresh model of the run's architecture on ``train_idx`` and return the
+        per-example losses of ``score_idx`` under it (un-augmented inputs, eval mode).
+
+        The backend (``train_aux_fn``) trains with AdamW for ``epochs`` passes over
+        ``train_idx`` in shuffled batches of ``batch_size`` (augmented like the training
+        data; last partial batch kept), drawing its initialisation, order and augmentation
+        from ``generator``. Its cost is the method's: ``epochs * len(train_idx)`` examples
+        forwarded and back-propagated plus ``len(score_idx)`` forwarded, counted here.
+        """
+        if self.train_aux_fn is None:
+            raise ValueError("this sampler trains an auxiliary model: give StepContext a train_aux_fn")
+        losses = self.train_aux_fn(train_idx, score_idx, epochs=epochs, batch_size=batch_size,
+                                   lr=lr, weight_decay=weight_decay, generator=self.generator)
+        n_train = int(train_idx.shape[0])
+        self.forwards += epochs * n_train + int(score_idx.shape[0])
+        self.backprops += epochs * n_train
+        return losses
 
     def score_diagnostic(self, idx: Tensor) -> Tensor:
         """Per-example loss of freshly augmented views of ``idx``, for diagnostics only.
@@ -166,6 +213,8 @@ class Sampler:
     name: str = ""
     #: True for samplers whose ``bank_size`` may be swept by a matrix bank axis.
     has_bank: bool = False
+    #: True if the sampler wants the training forward's logits (``observe_logits``).
+    wants_logits: bool = False
 
     def start_epoch(self, epoch: int, ctx: StepContext) -> None:
         """Called before the first ``next_batch`` of every epoch (epochs count from 1)."""
@@ -178,8 +227,17 @@ class Sampler:
     def next_batch(self, ctx: StepContext) -> Batch:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def epoch_steps(self, epoch: int, ctx: StepContext, default: int) -> int:
+        """Optimizer steps in `epoch` (called after start_epoch); default = the
+        trainer's budget-capped count."""
+        return default
+
     def observe(self, idx: Tensor, losses: Tensor, p_true: Tensor) -> None:
         """Training losses and true-class probabilities of the batch just trained on."""
+
+    def observe_logits(self, idx: Tensor, logits: Tensor) -> None:
+        """The training forward's logits (detached, float) of the batch just trained on;
+        called after ``observe``, only for samplers with ``wants_logits = True``."""
 
     def state_dict(self) -> dict[str, Any]:
         return {}

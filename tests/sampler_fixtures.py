@@ -20,6 +20,10 @@ import samplers
 from samplers import Batch, Sampler, StepContext
 
 
+#: the fake auxiliary (IL) model's loss is this times the example's true loss
+AUX_FACTOR = 0.25
+
+
 @dataclass
 class Toy:
     ctx: StepContext
@@ -28,12 +32,14 @@ class Toy:
     scored: list = field(default_factory=list)   # (inputs, losses) of every score call
     modes: list = field(default_factory=list)    # "train"/"eval" of every score call
     wnorm: list = field(default_factory=lambda: [2.0])  # mutable ||W||_F seen by the ctx
+    aux_calls: list = field(default_factory=list)  # (train_idx, score_idx, kwargs) per call
 
 
 def make_toy(n: int = 40, b: int = 4, *, num_classes: int = 4, hw: int = 4,
              device: str | torch.device = "cpu", seed: int = 0,
              losses: Optional[Tensor] = None,
-             weight_norm_fn: Optional[Callable[[], Tensor]] = None) -> Toy:
+             weight_norm_fn: Optional[Callable[[], Tensor]] = None,
+             epochs: Optional[int] = 10) -> Toy:
     """Toy data set + StepContext. ``losses`` defaults to distinct values in (0, 2]."""
     device = torch.device(device)
     data_gen = torch.Generator().manual_seed(1234)
@@ -63,6 +69,13 @@ def make_toy(n: int = 40, b: int = 4, *, num_classes: int = 4, hw: int = 4,
             return out
         return score
 
+    def train_aux(train_idx: Tensor, score_idx: Tensor, **kwargs) -> Tensor:
+        """Fake auxiliary model: its loss on example i is ``AUX_FACTOR * losses[i]``; it
+        draws once from the generator it is given, as a real one would."""
+        torch.randint(0, 10, (1,), generator=kwargs["generator"], device=device)
+        toy_ref[0].aux_calls.append((train_idx.clone(), score_idx.clone(), kwargs))
+        return AUX_FACTOR * losses[score_idx]
+
     def wnorm() -> Tensor:
         return torch.tensor(toy_ref[0].wnorm[0], device=device)
 
@@ -70,10 +83,18 @@ def make_toy(n: int = 40, b: int = 4, *, num_classes: int = 4, hw: int = 4,
                       labels=labels, num_classes=num_classes,
                       weight_norm_fn=weight_norm_fn or wnorm, augment_fn=augment,
                       score_fn=scorer("train"), score_eval_fn=scorer("eval"),
-                      images_fn=lambda: images)
+                      images_fn=lambda: images, epochs=epochs,
+                      score_logits_fn=lambda inputs: _toy_logits(inputs, num_classes),
+                      train_aux_fn=train_aux)
     toy = Toy(ctx=ctx, images=images, losses=losses)
     toy_ref.append(toy)
     return toy
+
+
+def _toy_logits(inputs: Tensor, num_classes: int) -> Tensor:
+    """Toy logits: channel-0 pixels 1..num_classes (row-major) of the view, so a test can
+    recompute them from the view it was given."""
+    return inputs[:, 0].reshape(inputs.shape[0], -1)[:, 1:1 + num_classes].clone()
 
 
 def reseed(ctx: StepContext, seed: int, epoch: int) -> None:
@@ -89,19 +110,23 @@ def train_step(sampler: Sampler, toy: Toy) -> Batch:
     losses = inputs[:, 0, 0, 0].float()
     p_true = torch.exp(-losses)
     sampler.observe(batch.idx, losses, p_true)
+    if sampler.wants_logits:   # the training forward's logits (toy: read off the view)
+        sampler.observe_logits(batch.idx, ctx.score_logits_fn(inputs).float())
     return batch
 
 
 def run(sampler: Sampler, toy: Toy, *, seed: int, epochs: int, steps: Optional[int] = None,
         first_epoch: int = 1) -> list[Batch]:
-    """Train ``epochs`` epochs (``steps`` steps each, default n // b), like the trainer."""
+    """Train ``epochs`` epochs (``steps`` steps each, default the sampler's
+    ``epoch_steps`` of n // b), like the trainer."""
     ctx = toy.ctx
-    steps = ctx.n_train // ctx.batch_size if steps is None else steps
     batches = []
     for epoch in range(first_epoch, first_epoch + epochs):
         reseed(ctx, seed, epoch)
         sampler.start_epoch(epoch, ctx)
-        for _ in range(steps):
+        n_steps = (sampler.epoch_steps(epoch, ctx, ctx.n_train // ctx.batch_size)
+                   if steps is None else steps)
+        for _ in range(n_steps):
             batches.append(train_step(sampler, toy))
     return batches
 

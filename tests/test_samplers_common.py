@@ -26,7 +26,16 @@ CONFIGS = {
     "selective_backprop-train-noprime": ("selective_backprop", {"history": 16, "prime_epochs": 0,
                                                                 "score_mode": "train"}),
     "unif_sgd": ("unif_sgd", {}),
+    "infobatch": ("infobatch", {}),
+    "rho_loss": ("rho_loss", {"n_big": 8, "il_epochs": 1}),
+    "upper_bound_is": ("upper_bound_is", {}),
+    "upper_bound_is-always": ("upper_bound_is", {"tau_th": 0.0}),
+    "online_batch_selection": ("online_batch_selection", {"recompute_epochs": 1}),
 }
+#: samplers whose epochs may have fewer than n // b steps (``epoch_steps``)
+SHORT_EPOCHS = ("infobatch",)
+#: samplers with a documented per-step host sync (see their module docstrings)
+SYNCING = ("selective_backprop", "upper_bound_is")
 
 
 def _same(a, b):
@@ -42,7 +51,8 @@ def test_same_seed_same_batches(key):
     a = run(build(name, **params), make_toy(n=40, b=4), seed=7, epochs=2)
     b = run(build(name, **params), make_toy(n=40, b=4), seed=7, epochs=2)
     c = run(build(name, **params), make_toy(n=40, b=4), seed=8, epochs=2)
-    assert len(a) == len(b) == 20
+    assert len(a) == len(b) == (20 if name not in SHORT_EPOCHS else len(a))
+    assert len(a) >= 10
     for x, y in zip(a, b):
         _same(x, y)
         assert x.idx.dtype == torch.int64 and x.idx.shape == (4,)
@@ -75,7 +85,7 @@ def test_state_dict_round_trip_mid_epoch_continues_identically(key):
     resumed.load_state_dict(saved["sampler"])
     toy2.ctx.generator.set_state(saved["rng"])
     got, got_metrics = rest(resumed, toy2)
-    assert len(got) == len(expected) == 17
+    assert len(got) == len(expected) == (17 if name not in SHORT_EPOCHS else len(got))
     for x, y in zip(expected, got):
         _same(x, y)
     assert got_metrics.keys() == expected_metrics.keys()
@@ -84,9 +94,10 @@ def test_state_dict_round_trip_mid_epoch_continues_identically(key):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("key", [k for k in CONFIGS if not k.startswith("selective_backprop")])
+@pytest.mark.parametrize("key", [k for k in CONFIGS if not k.startswith(SYNCING)])
 def test_no_device_to_host_sync_in_next_batch_and_observe(key):
-    """Selective Backprop is exempt (documented): it syncs once per scored chunk."""
+    """Selective Backprop (once per scored chunk) and upper-bound IS (once per step, the
+    uniform-or-IS decision) are exempt, documented in their modules."""
     name, params = CONFIGS[key]
     model = nn.Sequential(nn.Flatten(), nn.Linear(48, 4)).cuda()
     toy = make_toy(n=40, b=4, device="cuda", weight_norm_fn=lambda: weight_frobenius_norm(model))

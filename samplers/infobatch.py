@@ -1,0 +1,149 @@
+"""InfoBatch (Qin et al., ICLR 2024): prune well-learned examples, rescale the rest.
+
+Rules (from the reference implementation, NUS-HPC-AI-Lab/InfoBatch ``infobatch/infobatch.py``):
+
+- Score = each example's latest training loss, written by ``observe`` (no extra forward).
+  Examples never trained on keep the reference's initial score **3.0** (``scores =
+  ones * 3``), so in the first epoch nothing is below the mean and nothing is pruned.
+- At every pruning epoch, the "well-learned" set W = {i : score_i < mean(score)}. Exactly
+  ``int(keep_ratio * |W|)`` of them, drawn uniformly without replacement, are kept with
+  weight ``1 / keep_ratio``; the rest of W is skipped this epoch; every example not in W
+  is kept with weight 1. ``keep_ratio = 1 - ratio`` (the reference clamps it to
+  [0.1, 1]; here a ratio above 0.9 is an error instead of a silent clamp). The kept
+  examples are shuffled and served in batches of b (last partial batch dropped, as every
+  sampler of the suite does), so the epoch has ``len(kept) // b`` steps, reported to the
+  trainer through ``epoch_steps``.
+- Pruning epochs: the reference prunes while its 0-based epoch counter is
+  ``<= num_epochs * delta`` and uses the full data set (uniform permutation, weight 1)
+  after. With the suite's 1-based epochs: prune iff ``epoch - 1 <= epochs * delta``.
+  (Deviation: the reference resets the weights to 1 only when ``num_epochs * delta`` is
+  an integer, so otherwise its last pruned epoch's 1/keep_ratio weights leak into the
+  full-data epochs; we always use weight 1 there, the paper's "full data, unscaled".)
+- Loss: the reference multiplies each loss by its weight and takes the **plain mean**
+  over the batch (``values.mul_(weights); values.mean()``), so batches carry
+  ``weight_mode="mean"``. Over an epoch, the expected sum of rescaled losses equals the
+  full-data sum (exactly when ``keep_ratio * |W|`` is an integer): tested.
+- LR schedule: the trainer places every step by its fraction of the epoch
+  (``benchmarks.train.schedule_position``), as the reference's per-epoch rebuild of
+  OneCycleLR does, so the schedule spans the run's real (fewer) steps.
+
+Defaults: ``ratio`` 0.5 and ``delta`` 0.875 are the reference's defaults
+(``InfoBatch.__init__`` and the ``--ratio``/``--delta`` arguments of
+``examples/cifar_example.py``). The number of epochs comes from ``ctx.epochs``.
+
+Synchronisation: once per epoch (``start_epoch`` must know how many examples it keeps to
+size the epoch); never inside ``next_batch``/``observe``.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from torch import Tensor
+
+from .base import Batch, Sampler, StepContext
+from .registry import register
+
+#: The reference's score for examples not yet trained on (``torch.ones(n) * 3``).
+INITIAL_SCORE = 3.0
+
+
+def _check_fraction(name: str, value: object, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low <= value <= high):
+        raise ValueError(f"{name} must be a number in [{low}, {high}], got {value!r}")
+    return float(value)
+
+
+@register("infobatch")
+class InfoBatch(Sampler):
+    """``ratio``: fraction of the below-mean examples pruned per epoch (0 .. 0.9);
+    ``delta``: fraction of the epochs that prune (the rest train on the full data).
+    Epoch metrics: ``infobatch_kept_frac`` (examples kept / n) and ``infobatch_pruning``
+    (1 if the epoch pruned)."""
+
+    def __init__(self, ratio: float = 0.5, delta: float = 0.875) -> None:
+        self.ratio = _check_fraction("ratio", ratio, 0.0, 0.9)
+        self.delta = _check_fraction("delta", delta, 0.0, 1.0)
+        self.keep_ratio = 1.0 - self.ratio
+        self._scores: Optional[Tensor] = None
+        self._order: Optional[Tensor] = None     # this epoch's kept examples, shuffled
+        self._weights: Optional[Tensor] = None   # weight of each entry of _order
+        self._pos = 0
+        self._pruning = False
+
+    def is_pruning_epoch(self, epoch: int, total_epochs: int) -> bool:
+        """The reference's rule: prune while (0-based epoch) <= total_epochs * delta."""
+        return (epoch - 1) <= total_epochs * self.delta
+
+    def start_epoch(self, epoch: int, ctx: StepContext) -> None:
+        if ctx.epochs is None:
+            raise ValueError("infobatch needs the run's number of epochs: set StepContext.epochs")
+        n = ctx.n_train
+        if self._scores is None:
+            self._scores = torch.full((n,), INITIAL_SCORE, dtype=torch.float32, device=ctx.device)
+        self._pruning = self.is_pruning_epoch(epoch, ctx.epochs)
+        if self._pruning:
+            self._order, self._weights = self.prune(self._scores, ctx.generator)
+        else:
+            self._order = torch.randperm(n, generator=ctx.generator, device=ctx.device)
+            self._weights = torch.ones(n, dtype=torch.float32, device=ctx.device)
+        self._pos = 0
+
+    def prune(self, scores: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """(shuffled kept indices, their weights) for one pruning epoch (syncs once)."""
+        well = scores < scores.mean()
+        low = torch.nonzero(well).squeeze(1)          # the per-epoch sync: |W| sizes the epoch
+        high = torch.nonzero(~well).squeeze(1)
+        n_keep = int(self.keep_ratio * int(low.shape[0]))
+        pick = torch.randperm(int(low.shape[0]), generator=generator, device=scores.device)[:n_keep]
+        kept_low = low[pick]
+        idx = torch.cat([high, kept_low])
+        w = torch.cat([torch.ones(high.shape[0], device=scores.device),
+                       torch.full((n_keep,), 1.0 / self.keep_ratio, device=scores.device)])
+        perm = torch.randperm(int(idx.shape[0]), generator=generator, device=scores.device)
+        return idx[perm], w[perm]
+
+    def epoch_steps(self, epoch: int, ctx: StepContext, default: int) -> int:
+        assert self._order is not None, "start_epoch must be called before epoch_steps"
+        return min(default, int(self._order.shape[0]) // ctx.batch_size)
+
+    def next_batch(self, ctx: StepContext) -> Batch:
+        if self._order is None or self._weights is None:
+            raise RuntimeError("start_epoch must be called before next_batch")
+        b = ctx.batch_size
+        if self._pos + b > self._order.shape[0]:
+            # A loop that ignores epoch_steps (the suite's trainer honours it) gets another
+            # shuffled pass over the same kept examples and weights instead of an error.
+            perm = torch.randperm(int(self._order.shape[0]), generator=ctx.generator,
+                                  device=self._order.device)
+            self._order, self._weights, self._pos = self._order[perm], self._weights[perm], 0
+        idx = self._order[self._pos:self._pos + b]
+        w = self._weights[self._pos:self._pos + b]
+        self._pos += b
+        return Batch(idx=idx, weights=w, weight_mode="mean")
+
+    def observe(self, idx: Tensor, losses: Tensor, p_true: Tensor) -> None:
+        if self._scores is None:
+            raise RuntimeError("start_epoch must be called before observe")
+        self._scores[idx] = losses.to(self._scores.dtype)
+
+    def scores(self) -> Tensor:
+        """The latest training loss of every example (3.0 where never trained on)."""
+        assert self._scores is not None
+        return self._scores.clone()
+
+    def epoch_metrics(self) -> dict[str, float]:
+        if self._scores is None or self._order is None:
+            return {}
+        return {"infobatch_kept_frac": int(self._order.shape[0]) / int(self._scores.shape[0]),
+                "infobatch_pruning": float(self._pruning)}
+
+    def state_dict(self) -> dict[str, Any]:
+        def clone(t: Optional[Tensor]) -> Optional[Tensor]:
+            return None if t is None else t.detach().clone()
+        return {"scores": clone(self._scores), "order": clone(self._order),
+                "weights": clone(self._weights), "pos": self._pos, "pruning": self._pruning}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._scores, self._order, self._weights = state["scores"], state["order"], state["weights"]
+        self._pos, self._pruning = int(state["pos"]), bool(state["pruning"])
