@@ -95,8 +95,8 @@ class RhoLoss(Sampler):
 
     def start_epoch(self, epoch: int, ctx: StepContext) -> None:
         n, b = ctx.n_train, ctx.batch_size
-        hold = holdout_mask(n, ctx.device)
-        self._train_idx = torch.nonzero(~hold).squeeze(1) if n > 1 else torch.zeros(0, dtype=torch.long)
+        # even indices train the target model, odd ones are the holdout (no nonzero: no sync)
+        self._train_idx = torch.arange(0, n, 2, device=ctx.device)
         n_target = (n + 1) // 2
         big = self.big_size(b)
         if big <= b:
@@ -105,7 +105,7 @@ class RhoLoss(Sampler):
             raise ValueError(f"rho_loss: n_big {big} is more than the {n_target} non-holdout "
                              f"examples; lower n_big or the batch size")
         if self._il is None:
-            holdout_idx = torch.nonzero(hold).squeeze(1)
+            holdout_idx = torch.arange(1, n, 2, device=ctx.device)
             il = ctx.train_aux_model(holdout_idx, self._train_idx, epochs=self.il_epochs,
                                      batch_size=self.il_batch_size, lr=self.il_lr,
                                      weight_decay=self.il_weight_decay)

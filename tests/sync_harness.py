@@ -231,6 +231,10 @@ class SamplerCase:
 
     params: dict[str, Any] = field(default_factory=dict)
     expected: Callable[[int], Counter] = lambda score_calls: Counter()
+    #: the exact syncs ``begin_epoch`` may issue (a data-dependent epoch length, say)
+    epoch_expected: Counter = field(default_factory=Counter)
+    #: skip the check of the first ``begin_epoch`` (a documented once-per-run setup)
+    once_per_run_setup: bool = False
 
 
 SAMPLER_CASES: dict[str, SamplerCase] = {
@@ -238,6 +242,17 @@ SAMPLER_CASES: dict[str, SamplerCase] = {
     # No priming here: epoch 1 must already select, so the counted sync is exercised.
     "selective_backprop": SamplerCase(params={"prime_epochs": 0},
                                       expected=lambda chunks: Counter({"nonzero": chunks})),
+    # samplers.infobatch: a pruning epoch's length is |kept examples| // b, which the host
+    # must know to run the epoch: two ``nonzero`` (below / not below the mean) per epoch
+    # start, none per step. (Both test epochs prune: epochs 2, delta 0.875.)
+    "infobatch": SamplerCase(epoch_expected=Counter({"nonzero": 2})),
+    # samplers.upper_bound_is: the uniform-or-IS decision reads tau once per step
+    # (documented there, counted in its ``ubis_syncs`` column).
+    # samplers.rho_loss: the first epoch start trains the irreducible-loss model once per
+    # run (ordinary training: AdamW reads its step counters, two seeds are read back); its
+    # steps and later epoch starts must not sync. n_big fits the tiny training set.
+    "rho_loss": SamplerCase(params={"n_big": 24, "il_epochs": 1}, once_per_run_setup=True),
+    "upper_bound_is": SamplerCase(expected=lambda score_calls: Counter({"_local_scalar_dense": 1})),
 }
 
 
