@@ -204,12 +204,21 @@ def _unpaired(res: MatrixResults, arm: str, ref: str, panel: str, variant: str) 
     ep = res.epochs.loc[res.epochs["panel"] == panel]
     mine = set(ep.loc[ep["variant"] == variant, "seed"].dropna().astype(int))
     theirs = set(ep.loc[ep["arm"] == ref, "seed"].dropna().astype(int))
+    where = f" on {panel}" if len(res.panels) > 1 else ""
     parts = []
-    if mine - theirs:
-        parts.append(f"{variant}: seed {', '.join(map(str, sorted(mine - theirs)))}")
-    if theirs - mine:
-        parts.append(f"{ref}: seed {', '.join(map(str, sorted(theirs - mine)))}")
+    for only, other, seeds in ((variant, ref, mine - theirs), (ref, variant, theirs - mine)):
+        if seeds:
+            parts.append(f"seed {', '.join(map(str, sorted(seeds)))} of {only}{where} "
+                         f"(no {other} run)")
     return "; ".join(parts)
+
+
+def unpaired_seeds(res: MatrixResults, diffs: pd.DataFrame) -> list[str]:
+    """Human-readable list of the seeds dropped for want of a partner, over all pairs."""
+    groups = diffs[["panel", "variant", "arm", "reference"]].drop_duplicates()
+    texts = (_unpaired(res, g.arm, g.reference, g.panel, g.variant)
+             for g in groups.itertuples(index=False))
+    return sorted({f"{t}" for t in texts if t})
 
 
 def paired_table(res: MatrixResults, pairs: Sequence[tuple[str, str]],
