@@ -586,6 +586,7 @@ class Diagnostic:
     label: str
     reference: Callable[[dict[str, object]], float] | None = None  # flat spec -> y
     reference_text: str = ""
+    reference_label: str = "{y:.3g}"  # text on the dotted line, formatted with y
 
 
 def _chance_precision(spec: dict[str, object]) -> float:
@@ -601,17 +602,19 @@ def _sb_expected_keep(spec: dict[str, object]) -> float:
 DIAGNOSTICS: dict[str, tuple[str, tuple[Diagnostic, ...]]] = {
     "diag_impon": ("IMPON loss predictor vs the true bank losses", (
         Diagnostic("impon_spearman", "Spearman ρ(predicted, true loss)", lambda s: 0.0,
-                   "ρ = 0: no rank information"),
+                   "ρ = 0: no rank information", "no rank information (ρ = 0)"),
         Diagnostic("impon_precision_at_b", "precision@b of the selected batch",
-                   _chance_precision, "chance b/N (random batch from the bank)"),
+                   _chance_precision, "chance b/N (random batch from the bank)",
+                   "chance b/N = {y:.3g}"),
     )),
     "diag_selective_backprop": ("Selective Backprop keep rate", (
         Diagnostic("sb_keep_rate", "keep rate (kept / scored)", _sb_expected_keep,
-                   "1/(β+1): expected if the loss percentiles were uniform"),
+                   "1/(β+1): expected if the loss percentiles were uniform",
+                   "1/(β+1) = {y:.3g}"),
     )),
     "diag_psgd": ("p-SGD / c-SGD effective sample size of P", (
         Diagnostic("psgd_ess_frac", "effective sample size 1/ΣP² ÷ n", lambda s: 1.0,
-                   "1 = uniform sampling"),
+                   "1 = uniform sampling", "uniform = 1"),
     )),
 }
 
@@ -656,9 +659,10 @@ def diagnostics_figure(res: MatrixResults, name: str, out_dir: Path | None = Non
                     for y, colour in levels.items():
                         ax.axhline(y, color=colour if len(levels) > 1 else "#222222",
                                    lw=1.0, ls=":", zorder=1, gid="reference")
-                        ax.annotate(f"{y:.3g}", (1.0, y), xycoords=("axes fraction", "data"),
-                                    xytext=(2, 0), textcoords="offset points", fontsize=8,
-                                    va="center", color="#333333")
+                        ax.annotate(q.reference_label.format(y=y),
+                                    (0.02, y), xycoords=("axes fraction", "data"),
+                                    xytext=(0, 3), textcoords="offset points", fontsize=8,
+                                    va="bottom", color="#333333")
                 n = one.groupby("variant")["seed"].nunique()
                 ax.set(title=f"{res.datasets.loc[panel, 'label']} — {seeds_text(n)}",
                        xlabel="epoch", ylabel=q.label)

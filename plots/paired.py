@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from .aggregate import CHECKPOINT_EPOCHS, CONFIDENCE, MatrixResults, _t_quantile, atomic_path
+from .style import arm_order
 
 #: Bootstrap resamples and the seed of their generator (fixed: same CSVs, same report).
 BOOT_RESAMPLES = 10_000
@@ -137,7 +138,7 @@ def comparisons_for(res: MatrixResults, reference: str | None = None,
     """
     from benchmarks import comparisons as spec  # torch-free: keeps plots light
 
-    arms = list(dict.fromkeys(res.epochs["arm"].astype(str)))
+    arms = arm_order(res.epochs["arm"].astype(str))
     out = Comparisons()
     if reference is not None:
         pairs, problems = spec.parse(reference, None, arms)
@@ -152,10 +153,10 @@ def comparisons_for(res: MatrixResults, reference: str | None = None,
             pairs, problems = spec.parse(ref, comps, yaml_arms or arms)
             out.notes += [f"{path.name}: {p}" for p in problems]
             kept = [(a, r) for a, r in pairs if a in arms and r in arms]
-            for a, r in pairs:
-                if (a, r) not in kept:
-                    missing = " and ".join(x for x in (a, r) if x not in arms)
-                    out.notes.append(f"{a} vs {r} not reported: no finished run of {missing}")
+            missing = [f"{a} vs {r}" for a, r in pairs if (a, r) not in kept]
+            if missing:
+                out.notes.append("not compared, for want of finished runs of both arms: "
+                                 + ", ".join(missing))
             out.pairs, out.source = kept, f"`reference`/`comparisons` of {path.name}"
             return out
     if "sgd" in arms:

@@ -281,8 +281,9 @@ def _paired_section(res: MatrixResults, figures: FigureOutputs | None, panel: st
     out = ["**Paired differences of test accuracy** (arm − reference, percentage points; "
            "runs paired by seed: same initialisation and data streams). 95% CI: paired "
            f"Student-t; bootstrap: percentile, {BOOT_RESAMPLES:,} resamples of the seeds "
-           f"(generator seed {BOOT_SEED}); with few seeds it is narrower than the t-interval "
-           "by construction, so the t-interval is the one to trust. ✱: the t-interval "
+           f"(generator seed {BOOT_SEED}); with few seeds it cannot be wider than the spread "
+           "of the differences and is usually narrower than the t-interval, which is the "
+           "one to trust. ✱: the t-interval "
            "excludes 0. *sign*: seeds whose difference has the sign of the mean. "
            f"Pairs from {figures.comparisons.source if figures.comparisons else '?'}.", "",
            md_table(["arm", "vs", "at", "pairs", "mean diff", "95% CI (t)",

@@ -150,8 +150,13 @@ def srgb_to_lab(colour: str | tuple[float, ...]) -> tuple[float, float, float]:
 
 
 def delta_e(c1: str | tuple[float, ...], c2: str | tuple[float, ...]) -> float:
-    """CIEDE2000 colour difference (Sharma, Wu & Dalal 2005, eqs. 1-21) of two colours."""
-    (l1, a1, b1), (l2, a2, b2) = srgb_to_lab(c1), srgb_to_lab(c2)
+    """CIEDE2000 colour difference of two sRGB colours (hex or RGB tuples)."""
+    return ciede2000(srgb_to_lab(c1), srgb_to_lab(c2))
+
+
+def ciede2000(lab1: tuple[float, float, float], lab2: tuple[float, float, float]) -> float:
+    """CIEDE2000 difference of two L*a*b* colours (Sharma, Wu & Dalal 2005, eqs. 1-21)."""
+    (l1, a1, b1), (l2, a2, b2) = lab1, lab2
     c_mean = (math.hypot(a1, b1) + math.hypot(a2, b2)) / 2
     g = 0.5 * (1 - math.sqrt(c_mean ** 7 / (c_mean ** 7 + 25 ** 7)))
     a1p, a2p = (1 + g) * a1, (1 + g) * a2

@@ -441,6 +441,22 @@ def test_report_has_figures_inline(main_matrix):
 # -------------------------------------------------------------------- files & CLI
 
 
+def test_make_plots_writes_paired_table_and_figure_and_says_what_it_skipped(main_matrix):
+    results, _, outputs = main_matrix
+    root = results / "main"
+    paired = pd.read_csv(root / "paired.csv")
+    # no matrix file named "main": every arm against sgd; 3 datasets x 3 checkpoints
+    assert set(zip(paired["arm"], paired["reference"])) == {("impon", "sgd")}
+    assert len(paired) == 9 and (paired["n"] == 2).all()
+    final = paired.loc[paired["checkpoint"] == "final", "mean"]
+    np.testing.assert_allclose(final, (0.05 - 0.10) * EPOCHS, atol=1e-6)
+    for fmt in ("png", "pdf"):
+        assert (root / "figures" / f"paired_difference_vs_epoch.{fmt}").exists()
+    assert "no run logged impon_spearman" in outputs.skipped["diag_impon"]
+    report = (root / "report.md").read_text()
+    assert "**Paired differences of test accuracy**" in report and "## Setup" in report
+
+
 def test_png_150dpi_and_pdf_written_atomically(main_matrix):
     results, _, outputs = main_matrix
     figures = results / "main" / "figures"
