@@ -635,8 +635,8 @@ def diagnostics_figure(res: MatrixResults, name: str, out_dir: Path | None = Non
     variants = variant_table(res)
     drawn = variants.loc[[v for v in variants.index if v in set(data["variant"])]]
     specs = dict(zip(res.runs["run_id"], res.runs["flat_spec"]))
-    refs = "; ".join(f"{q.label}: dotted = {q.reference_text}" for q in present
-                     if q.reference is not None)
+    refs = "Dotted: " + "; ".join(f"{q.reference_text} ({q.label.split(' of ')[0]})"
+                                  for q in present if q.reference is not None)
     caption = (f"Logged by the sampler once per epoch (mean over the epoch's measurements), "
                f"epochs 1 onwards. {band_text(data)} {refs}.")
     handles = _variant_handles(drawn)
