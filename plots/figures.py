@@ -190,8 +190,9 @@ def _draw_lines(ax: Axes, data: pd.DataFrame, x: str, y: str, variants: pd.DataF
             continue
         colour = colours[variant] if colours else row["colour"]
         dash = row["dash"] if not colours else "-"
-        few = sub["seed"].nunique() <= SEED_LINES_MAX
-        if few:
+        n_seeds = sub["seed"].nunique()
+        few = n_seeds <= SEED_LINES_MAX
+        if few and n_seeds > 1:  # one seed: the mean line is that seed
             _draw_seed_lines(ax, sub, x, y, colour, dash, str(variant))
         sns.lineplot(data=sub, x=x, y=y, ax=ax, estimator="mean",
                      errorbar=None if few else errorbar, color=colour, linestyle=dash,
@@ -602,19 +603,19 @@ def _sb_expected_keep(spec: dict[str, object]) -> float:
 DIAGNOSTICS: dict[str, tuple[str, tuple[Diagnostic, ...]]] = {
     "diag_impon": ("IMPON loss predictor vs the true bank losses", (
         Diagnostic("impon_spearman", "Spearman ρ(predicted, true loss)", lambda s: 0.0,
-                   "ρ = 0: no rank information", "no rank information (ρ = 0)"),
+                   "ρ = 0 (no rank information)", "ρ = 0"),
         Diagnostic("impon_precision_at_b", "precision@b of the selected batch",
                    _chance_precision, "chance b/N (random batch from the bank)",
-                   "chance b/N = {y:.3g}"),
+                   "b/N = {y:.3g}"),
     )),
     "diag_selective_backprop": ("Selective Backprop keep rate", (
         Diagnostic("sb_keep_rate", "keep rate (kept / scored)", _sb_expected_keep,
                    "1/(β+1): expected if the loss percentiles were uniform",
-                   "1/(β+1) = {y:.3g}"),
+                   "1/(β+1)\n= {y:.3g}"),
     )),
     "diag_psgd": ("p-SGD / c-SGD effective sample size of P", (
         Diagnostic("psgd_ess_frac", "effective sample size 1/ΣP² ÷ n", lambda s: 1.0,
-                   "1 = uniform sampling", "uniform = 1"),
+                   "1 = uniform sampling", "uniform"),
     )),
 }
 
@@ -635,8 +636,8 @@ def diagnostics_figure(res: MatrixResults, name: str, out_dir: Path | None = Non
     variants = variant_table(res)
     drawn = variants.loc[[v for v in variants.index if v in set(data["variant"])]]
     specs = dict(zip(res.runs["run_id"], res.runs["flat_spec"]))
-    refs = "Dotted: " + "; ".join(f"{q.reference_text} ({q.label.split(' of ')[0]})"
-                                  for q in present if q.reference is not None)
+    refs = "Dotted: " + "; ".join(q.reference_text for q in present
+                                  if q.reference is not None)
     caption = (f"Logged by the sampler once per epoch (mean over the epoch's measurements), "
                f"epochs 1 onwards. {band_text(data)} {refs}.")
     handles = _variant_handles(drawn)
@@ -659,10 +660,11 @@ def diagnostics_figure(res: MatrixResults, name: str, out_dir: Path | None = Non
                     for y, colour in levels.items():
                         ax.axhline(y, color=colour if len(levels) > 1 else "#222222",
                                    lw=1.0, ls=":", zorder=1, gid="reference")
+                        # right of the panel, where no curve can run through the text
                         ax.annotate(q.reference_label.format(y=y),
-                                    (0.02, y), xycoords=("axes fraction", "data"),
-                                    xytext=(0, 3), textcoords="offset points", fontsize=8,
-                                    va="bottom", color="#333333")
+                                    (1.0, y), xycoords=("axes fraction", "data"),
+                                    xytext=(3, 0), textcoords="offset points", fontsize=8,
+                                    ha="left", va="center", color="#333333")
                 n = one.groupby("variant")["seed"].nunique()
                 ax.set(title=f"{res.datasets.loc[panel, 'label']} — {seeds_text(n)}",
                        xlabel="epoch", ylabel=q.label)
