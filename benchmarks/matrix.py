@@ -20,12 +20,12 @@ from typing import Any, Mapping
 
 import samplers
 
-from . import yamlsafe
+from . import comparisons, yamlsafe
 from .config import ALL_KEYS, RunSpec, deep_merge, identifier_problem, resolve
 from .errors import UserError
 
 MATRIX_DIR = Path(__file__).resolve().parent / "matrices"
-MATRIX_KEYS = ("name", "description", "defaults", "grid")
+MATRIX_KEYS = ("name", "description", "defaults", "grid", "reference", "comparisons")
 ORDER = ("dataset", "arm", "bank_size")
 
 
@@ -35,6 +35,9 @@ class Matrix:
     description: str
     path: Path
     runs: tuple[RunSpec, ...]
+    #: (arm, reference arm) pairs for the paired comparisons of ``plots`` (not in any
+    #: RunSpec, so they never change run ids); see :mod:`benchmarks.comparisons`.
+    comparisons: tuple[tuple[str, str], ...] = ()
 
 
 def find(matrix: str) -> Path:
@@ -182,6 +185,9 @@ def load(matrix: str, overrides: Mapping[str, Any] | None = None) -> Matrix:
     names = [a["name"] for a in arms]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"grid.arm: name {dup!r} used twice; arm names must be unique")
+    pairs, compare_problems = comparisons.parse(doc.get("reference"), doc.get("comparisons"),
+                                                names)
+    problems += compare_problems
     banks = axes.get("bank_size")
 
     # Validate each arm once (errors attributed to the source), then expand.
@@ -247,4 +253,5 @@ def load(matrix: str, overrides: Mapping[str, Any] | None = None) -> Matrix:
     if dups:
         raise UserError(f"grid: {len(dups)} run(s) appear twice with identical settings "
                         f"(e.g. {dups[0]}); remove the duplicate axis values")
-    return Matrix(name=name, description=str(doc.get("description", "")), path=path, runs=tuple(runs))
+    return Matrix(name=name, description=str(doc.get("description", "")), path=path, runs=tuple(runs),
+                  comparisons=tuple(pairs))

@@ -4,7 +4,9 @@
 
 - :mod:`plots.aggregate` — load run folders (only ``done`` runs are used), summary.csv;
 - :mod:`plots.figures`   — Figures 2–4, the bank-size ablation summary, cost figures;
-- :mod:`plots.report`    — report.md with per-dataset tables and the figures inline;
+- :mod:`plots.paired`    — paired differences vs a reference arm (paired.csv);
+- :mod:`plots.setup`     — the setup each run recorded (optimizer, lr, commit, devices);
+- :mod:`plots.report`    — report.md: setup table, per-dataset tables, figures inline;
 - :mod:`plots.budget`    — final accuracy vs training budget (matrices with a budget axis);
 - :mod:`plots.style`     — arm colours that are the same in every figure.
 
@@ -25,20 +27,32 @@ __all__ = ["MatrixResults", "ResultsError", "load_matrix", "resolve_results_dir"
            "write_summary", "make_plots"]
 
 
-def make_plots(root: Path | str, ema_span: int | None = None
+def make_plots(root: Path | str, ema_span: int | None = None, reference: str | None = None
                ) -> tuple[MatrixResults, FigureOutputs]:
-    """Load ``root``; write summary.csv, figures/*.png|pdf and report.md into it.
+    """Load ``root``; write summary.csv, paired.csv, figures/*.png|pdf and report.md into it.
 
-    Raises ResultsError when there is nothing usable. The figure and report modules are
-    imported here so that ``import plots`` (e.g. to aggregate only) stays light.
+    ``reference`` overrides the matrix's ``reference``/``comparisons`` keys (every arm is
+    then compared with that arm). Raises ResultsError when there is nothing usable. The
+    figure and report modules are imported here so that ``import plots`` (e.g. to
+    aggregate only) stays light.
     """
     from . import budget
     from .figures import make_all
+    from .paired import comparisons_for, paired_table, write_paired
     from .report import write_report
 
     res = load_matrix(root)
+    arms = set(res.epochs["arm"].astype(str))
+    if reference is not None and reference not in arms:
+        raise ResultsError(f"--reference {reference!r} is not an arm with finished runs here; "
+                           f"arms: {', '.join(sorted(arms))}")
     write_summary(res)
-    outputs = make_all(res, res.root / "figures", ema_span=ema_span)
+    comparisons = comparisons_for(res, reference=reference)
+    paired = paired_table(res, comparisons.pairs)
+    write_paired(paired, res.root / "paired.csv")
+    outputs = make_all(res, res.root / "figures", ema_span=ema_span, pairs=comparisons.pairs)
+    outputs.comparisons = comparisons
+    outputs.paired = paired
     has_budget = budget.add_to_outputs(res, outputs, res.root / "figures") is not None
     report = write_report(res, outputs)
     if has_budget:  # matrices with a budget axis: figure + table appended to report.md

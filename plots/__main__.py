@@ -1,4 +1,4 @@
-"""CLI: ``python -m plots MATRIX [--results DIR] [--ema-span N]``.
+"""CLI: ``python -m plots MATRIX [--results DIR] [--ema-span N] [--reference ARM]``.
 
 MATRIX is a matrix name (``results/<MATRIX>/``) or a path to a matrix's results folder.
 A matrix whose runs logged a validation split (an LR sweep) also gets ``best_lr.csv``,
@@ -30,6 +30,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="folder holding one sub-folder per matrix (default: results)")
     p.add_argument("--ema-span", type=int, default=None, metavar="N",
                    help="EMA span (iterations) for Figure 3 (default: a quarter epoch, ≤100)")
+    p.add_argument("--reference", default=None, metavar="ARM",
+                   help="compare every arm with ARM (default: the matrix's `reference:` and "
+                        "`comparisons:` keys, else `sgd` if present)")
     return p
 
 
@@ -40,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         root = resolve_results_dir(args.matrix, args.results)
-        res, outputs = make_plots(root, ema_span=args.ema_span)
+        res, outputs = make_plots(root, ema_span=args.ema_span, reference=args.reference)
         tuning = write_tuning(res)  # LR sweeps with validation: best_lr.csv, tuned.yaml
     except ResultsError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -49,6 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     used = int(res.runs["included"].sum())
     print(f"matrix {res.matrix}: {used} of {len(res.runs)} runs used ({root})")
     print(f"wrote {root / 'summary.csv'}")
+    print(f"wrote {root / 'paired.csv'}")
     for paths in outputs.written.values():
         for path in paths:
             print(f"wrote {path}")

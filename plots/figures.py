@@ -29,8 +29,10 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure, SubFigure
 from matplotlib.lines import Line2D
 
-from .aggregate import MatrixResults, atomic_path, checkpoints, t_interval
-from .style import (VARIANT_DASHES, arm_colour, arm_order, bank_palette, checkpoint_palette,
+from .aggregate import MatrixResults, atomic_path, checkpoints, seeds_text, t_interval
+from .paired import Comparisons, paired_differences, unpaired_seeds
+from .setup import provenance
+from .style import (VARIANT_DASHES, arm_order, arm_palette, bank_palette, checkpoint_palette,
                     paper_style)
 
 #: File stems under results/<matrix>/figures/.
@@ -41,15 +43,46 @@ STEMS = {
     "ablation": "ablation_accuracy_vs_bank_size",
     "seconds": "cost_accuracy_vs_seconds",
     "forwards": "cost_accuracy_vs_forwards",
+    "paired": "paired_difference_vs_epoch",
+    "diag_impon": "diagnostics_impon",
+    "diag_selective_backprop": "diagnostics_selective_backprop",
+    "diag_psgd": "diagnostics_psgd",
 }
 
 #: Most points drawn per line in Figure 3 (after smoothing); more is invisible at 150 dpi.
 MAX_POINTS = 400
 
+#: Seeds up to which every seed is drawn as a thin line instead of a t-band: with 2-3
+#: seeds the 95% t-interval is +-12.7 / 2.5 / ... standard errors wide and hides the means.
+SEED_LINES_MAX = 3
+
 _BAND = ("Line: mean over seeds; band: 95% Student-t confidence interval of that mean{clip} "
          "(none with a single seed).")
 BAND_TEXT = _BAND.format(clip="")
 ACC_BAND_TEXT = _BAND.format(clip=", clipped to the possible 0–100%")  # see _draw_lines
+_SEED_LINES = ("Thick line: mean over seeds; thin lines: the individual seeds (with ≤ "
+               f"{SEED_LINES_MAX} seeds a 95% t-band would be too wide to read, so none is "
+               "drawn).")
+_MIXED = ("Thick line: mean over seeds. Arms with ≤ " f"{SEED_LINES_MAX}" " seeds: thin lines "
+          "are the individual seeds; arms with more: band = 95% Student-t confidence interval "
+          "of the mean{clip}.")
+
+
+def band_text(data: pd.DataFrame, clip: bool = False) -> str:
+    """The caption sentence saying what the lines and bands of ``data`` are.
+
+    Which one depends on the seeds per line (:data:`SEED_LINES_MAX`), so the caption is
+    computed from the data drawn rather than fixed.
+    """
+    clip_text = ", clipped to the possible 0–100%" if clip else ""
+    counts = data.groupby(["panel", "variant"], observed=True)["seed"].nunique()
+    if counts.empty or (counts <= SEED_LINES_MAX).all():
+        return _SEED_LINES
+    if (counts > SEED_LINES_MAX).all():
+        return _BAND.format(clip=clip_text)
+    return _MIXED.format(clip=clip_text)
+
+
 ACC_BOUNDS = (0.0, 100.0)
 PANEL_W, PANEL_H = 4.4, 3.3
 LEGEND_COLS = 5
@@ -70,7 +103,9 @@ def variant_table(res: MatrixResults, data: pd.DataFrame | None = None) -> pd.Da
                  {a: i for i, a in enumerate(arm_order(d["arm"]))}))
              .sort_values(["_arm_rank", "bank_size", "variant"], na_position="first")
              .drop(columns="_arm_rank").reset_index(drop=True))
-    table["colour"] = table["arm"].map(arm_colour)
+    samplers = dict(zip(data["arm"].astype(str), data["sampler"].astype(str))) \
+        if "sampler" in data.columns else {}
+    table["colour"] = table["arm"].map(arm_palette(table["arm"], samplers))
     table["dash"] = table.groupby("arm").cumcount().map(
         lambda i: VARIANT_DASHES[i % len(VARIANT_DASHES)])
     single = table.groupby("arm")["variant"].transform("count") == 1
@@ -109,13 +144,19 @@ def _canvas(n_rows: int, n_cols: int, n_legend: int, caption: str,
     return _Canvas(fig, axes, legend_fig, caption_fig, text)
 
 
+def _with_provenance(res: MatrixResults, caption: str) -> str:
+    """The caption, plus a warning when the runs come from several commits / a dirty tree."""
+    note = provenance(res).caption_note()
+    return f"{caption} {note}" if note else caption
+
+
 def _panel_canvas(res: MatrixResults, n_legend: int, caption: str
                   ) -> tuple[_Canvas, dict[str, Axes]]:
     """One panel per dataset, up to three per row."""
     panels = res.panels
     n_cols = min(3, len(panels))
     n_rows = math.ceil(len(panels) / n_cols)
-    canvas = _canvas(n_rows, n_cols, n_legend, caption)
+    canvas = _canvas(n_rows, n_cols, n_legend, _with_provenance(res, caption))
     flat = list(canvas.axes.flat)
     for ax in flat[len(panels):]:
         ax.set_visible(False)
@@ -126,7 +167,8 @@ def _draw_lines(ax: Axes, data: pd.DataFrame, x: str, y: str, variants: pd.DataF
                 colours: dict[str, object] | None = None,
                 labels: Callable[[str], str] | None = None,
                 bounds: tuple[float, float] | None = None, **kws: object) -> None:
-    """Mean-over-seeds line (+ t-interval band) of each variant present in ``data``.
+    """Mean-over-seeds line of each variant present in ``data``, with either a thin line
+    per seed (≤ SEED_LINES_MAX seeds) or the t-interval band of the mean (more seeds).
 
     ``bounds`` clips the band to the values the quantity can take (accuracy: 0-100%).
     With two seeds the t-interval is ±12.7 standard errors and would otherwise reach far
@@ -147,9 +189,23 @@ def _draw_lines(ax: Axes, data: pd.DataFrame, x: str, y: str, variants: pd.DataF
         if sub.empty:
             continue
         colour = colours[variant] if colours else row["colour"]
-        sns.lineplot(data=sub, x=x, y=y, ax=ax, estimator="mean", errorbar=errorbar,
-                     color=colour, linestyle=row["dash"] if not colours else "-",
+        dash = row["dash"] if not colours else "-"
+        n_seeds = sub["seed"].nunique()
+        few = n_seeds <= SEED_LINES_MAX
+        if few and n_seeds > 1:  # one seed: the mean line is that seed
+            _draw_seed_lines(ax, sub, x, y, colour, dash, str(variant))
+        sns.lineplot(data=sub, x=x, y=y, ax=ax, estimator="mean",
+                     errorbar=None if few else errorbar, color=colour, linestyle=dash,
                      label=labels(variant) if labels else variant, legend=False, **kws)
+
+
+def _draw_seed_lines(ax: Axes, sub: pd.DataFrame, x: str, y: str, colour: object,
+                     dash: object, variant: str) -> None:
+    """One thin, faint line per seed under the mean line (gid ``seed:<variant>:<seed>``)."""
+    for seed, one in sub.groupby("seed", observed=True):
+        one = one.sort_values(x)
+        ax.plot(one[x].to_numpy(), one[y].to_numpy(), color=colour, linestyle=dash, lw=0.7,
+                alpha=0.45, zorder=1.5, label="_seed", gid=f"seed:{variant}:{int(seed)}")
 
 
 def _variant_handles(variants: pd.DataFrame) -> list[Line2D]:
@@ -221,7 +277,7 @@ def accuracy_vs_epoch(res: MatrixResults, out_dir: Path | None = None) -> Figure
     variants = variant_table(res)
     data = _percent(res.epochs)
     caption = ("Test accuracy on the whole test split after each epoch (epoch 0 = before "
-               f"training). {ACC_BAND_TEXT}")
+               f"training). {band_text(res.epochs, clip=True)}")
     with paper_style():
         canvas, axes = _panel_canvas(res, len(variants), caption)
         for panel, ax in axes.items():
@@ -271,7 +327,7 @@ def loss_vs_iteration(res: MatrixResults, out_dir: Path | None = None,
     caption = (
         f"Mean cross-entropy of the mini-batch each arm trained on, smoothed per run by an "
         f"exponential moving average with span {span} iterations (α = 2/(span+1)), then "
-        f"averaged over seeds. {BAND_TEXT} Arms that choose their batches (IMPON, Selective "
+        f"averaged over seeds. {band_text(res.epochs)} Arms that choose their batches (IMPON, Selective "
         "Backprop, ...) report the loss of the examples they chose, so their curves are not "
         "estimates of the loss over the whole training set: higher than uniform sampling's "
         "by construction when they pick high-loss examples, lower when they pick low ones. The y-axis is scaled to the mean lines; bands may "
@@ -320,7 +376,7 @@ def accuracy_vs_seconds(res: MatrixResults, out_dir: Path | None = None) -> Figu
     caption = ("Test accuracy against cumulative training wall-clock seconds (sum of "
                "`train_seconds`; evaluation time excluded, as it is the same for every arm). "
                "One marker per epoch; x = mean over seeds of the time at that epoch. "
-               f"{ACC_BAND_TEXT} {_devices_text(res)}")
+               f"{band_text(res.epochs, clip=True)} {_devices_text(res)}")
     return _cost_figure(res, "cum_train_seconds", "training wall-clock (s, cumulative)",
                         caption, "Accuracy vs wall-clock", STEMS["seconds"], out_dir,
                         mticker.StrMethodFormatter("{x:,.0f}"))
@@ -331,7 +387,7 @@ def accuracy_vs_forwards(res: MatrixResults, out_dir: Path | None = None) -> Fig
     caption = ("Test accuracy against the cumulative number of examples passed forward "
                "(column `forwards`: training forwards plus any forwards spent selecting or "
                "scoring examples). One marker per epoch; x = mean over seeds at that epoch. "
-               f"{ACC_BAND_TEXT}")
+               f"{band_text(res.epochs, clip=True)}")
     return _cost_figure(res, "forwards", "examples forwarded (cumulative)", caption,
                         "Accuracy vs examples forwarded", STEMS["forwards"], out_dir,
                         mticker.EngFormatter(sep=""))
@@ -370,7 +426,8 @@ def _ablation_canvas(res: MatrixResults, arms: dict[str, list[int]], n_legend: i
     banked = res.epochs.dropna(subset=["bank_size"])
     panels = [p for p in res.panels
               if banked.loc[banked["panel"] == p, "arm"].isin(list(arms)).any()]
-    canvas = _canvas(len(arms), len(panels), n_legend, caption, legend_title)
+    canvas = _canvas(len(arms), len(panels), n_legend, _with_provenance(res, caption),
+                     legend_title)
     return canvas, {(arm, panel): canvas.axes[i, j] for i, arm in enumerate(arms)
                     for j, panel in enumerate(panels)}
 
@@ -392,7 +449,8 @@ def bank_size_curves(res: MatrixResults, out_dir: Path | None = None) -> Figure 
     handles += [Line2D([], [], color=row["colour"], lw=1.0, linestyle="--",
                        label=f"{v} (reference)") for v, row in refs.iterrows()]
     caption = ("Bank-size ablation: one line per bank size N (the number of random "
-               f"candidates scored at each step to pick the batch). {ACC_BAND_TEXT} Dashed: "
+               f"candidates scored at each step to pick the batch). "
+               f"{band_text(res.epochs.dropna(subset=['bank_size']), clip=True)} Dashed: "
                "arms without a bank on the same dataset, mean over seeds only.")
     with paper_style():
         canvas, axes = _ablation_canvas(res, arms, len(handles), caption, "bank size N")
@@ -440,9 +498,13 @@ def ablation_summary(res: MatrixResults, out_dir: Path | None = None) -> Figure 
     palette = checkpoint_palette(list(labels.values()))
     handles = [Line2D([], [], color=palette[lbl], marker="o", lw=2, label=lbl)
                for lbl in labels.values()]
+    counts = points.groupby(["panel", "variant", "checkpoint"])["seed"].nunique()
+    spread = ("small dots: the individual seeds (with ≤ 3 seeds a 95% t-interval would be "
+              "too wide to read)." if (counts <= SEED_LINES_MAX).all() else
+              "error bar: 95% Student-t confidence interval of that mean (with ≤ 3 seeds, "
+              "dots for the individual seeds instead).")
     caption = ("Test accuracy at fixed epochs against bank size N (log scale). Marker: mean "
-               "over seeds; error bar: 95% Student-t confidence interval of that mean (none "
-               "with a single seed).")
+               f"over seeds; {spread}")
     with paper_style():
         canvas, axes = _ablation_canvas(res, arms, len(handles), caption)
         for (arm, panel), ax in axes.items():
@@ -451,10 +513,15 @@ def ablation_summary(res: MatrixResults, out_dir: Path | None = None) -> Figure 
                 cp_data = sub.loc[sub["checkpoint"] == cp]
                 if cp_data.empty:
                     continue
+                few = cp_data.groupby("bank_size")["seed"].nunique().max() <= SEED_LINES_MAX
                 sns.lineplot(data=cp_data, x="bank_size", y="test_acc_pct", ax=ax,
-                             estimator="mean", errorbar=t_interval, err_style="bars",
-                             marker="o", color=palette[label], label=label, legend=False,
-                             err_kws={"capsize": 3})
+                             estimator="mean", errorbar=None if few else t_interval,
+                             err_style="bars", marker="o", color=palette[label], label=label,
+                             legend=False, err_kws={"capsize": 3})
+                if few:  # each seed a small faint dot instead of a ±12.7-SE error bar
+                    ax.scatter(cp_data["bank_size"], cp_data["test_acc_pct"], s=9,
+                               color=palette[label], alpha=0.5, linewidths=0, zorder=1.5,
+                               label="_seed", gid="seed")
             sizes = arms[arm]
             ax.set_xscale("log", base=2)
             ax.set_xticks(sizes, [str(n) for n in sizes])
@@ -464,6 +531,145 @@ def ablation_summary(res: MatrixResults, out_dir: Path | None = None) -> Figure 
                    xlabel="bank size N", ylabel="test accuracy (%)")
         return _finish(canvas, res, "Bank-size ablation summary", handles, out_dir,
                        STEMS["ablation"])
+
+
+# ------------------------------------------------------------------ paired differences
+
+
+def paired_difference_vs_epoch(res: MatrixResults, pairs: list[tuple[str, str]],
+                               out_dir: Path | None = None) -> Figure | None:
+    """Test-accuracy difference arm − reference per epoch, runs paired by seed.
+
+    One column per dataset, one row per reference arm (so "vs sgd" and "vs its same-lr
+    control" are not tangled in one panel), a dashed zero line. None without pairs.
+    """
+    diffs = paired_differences(res, pairs)
+    if diffs.empty:
+        return None
+    diffs = diffs.assign(diff_pp=diffs["diff"] * 100.0)
+    variants = variant_table(res)
+    refs = list(dict.fromkeys(r for _, r in pairs if r in set(diffs["reference"])))
+    panels = [p for p in res.panels if p in set(diffs["panel"])]
+    drawn = variants.loc[[v for v in variants.index if v in set(diffs["variant"])]]
+    dropped = unpaired_seeds(res, diffs)
+    caption = ("Paired difference of test accuracy (arm minus reference, percentage points) "
+               "after each epoch: each run is paired with the reference run of the same seed "
+               "and dataset (same initialisation and data streams), and the line is the mean "
+               f"of the per-seed differences. {band_text(diffs)} Dashed: no difference. "
+               + (f"Seeds without a partner, dropped: {'; '.join(dropped)}." if dropped else
+                  "Every seed has a partner."))
+    with paper_style():
+        canvas = _canvas(len(refs), len(panels), len(drawn), _with_provenance(res, caption))
+        for i, ref in enumerate(refs):
+            for j, panel in enumerate(panels):
+                ax = canvas.axes[i, j]
+                sub = diffs.loc[(diffs["panel"] == panel) & (diffs["reference"] == ref)]
+                ax.axhline(0.0, color="#222222", lw=0.9, ls="--", zorder=1, gid="zero")
+                mine = drawn.loc[[v for v in drawn.index if v in set(sub["variant"])]]
+                _draw_lines(ax, sub, "epoch", "diff_pp", mine)
+                n = sub.groupby("variant")["seed"].nunique()
+                seeds = seeds_text(n) if len(n) else "no pairs"
+                ax.set(title=f"vs {ref} — {res.datasets.loc[panel, 'label']} — {seeds}",
+                       xlabel="epoch", ylabel=f"accuracy − {ref} (pp)")
+                ax.xaxis.set_major_locator(mticker.MaxNLocator(integer=True))
+        return _finish(canvas, res, "Paired difference vs epoch",
+                       _variant_handles(drawn), out_dir, STEMS["paired"])
+
+
+# ------------------------------------------------------------------------- diagnostics
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One sampler-health quantity: its epochs.csv column, axis label and reference line."""
+
+    column: str
+    label: str
+    reference: Callable[[dict[str, object]], float] | None = None  # flat spec -> y
+    reference_text: str = ""
+    reference_label: str = "{y:.3g}"  # text on the dotted line, formatted with y
+
+
+def _chance_precision(spec: dict[str, object]) -> float:
+    bank = spec.get("sampler.bank_size")
+    return float(spec.get("batch_size", math.nan)) / float(bank) if bank else math.nan
+
+
+def _sb_expected_keep(spec: dict[str, object]) -> float:
+    return 1.0 / (float(spec.get("sampler.beta", 3)) + 1.0)  # sampler default beta 3
+
+
+#: Figure name -> (title, quantities). Drawn when some included run has the column.
+DIAGNOSTICS: dict[str, tuple[str, tuple[Diagnostic, ...]]] = {
+    "diag_impon": ("IMPON loss predictor vs the true bank losses", (
+        Diagnostic("impon_spearman", "Spearman ρ(predicted, true loss)", lambda s: 0.0,
+                   "ρ = 0 (no rank information)", "ρ = 0"),
+        Diagnostic("impon_precision_at_b", "precision@b of the selected batch",
+                   _chance_precision, "chance b/N (random batch from the bank)",
+                   "b/N = {y:.3g}"),
+    )),
+    "diag_selective_backprop": ("Selective Backprop keep rate", (
+        Diagnostic("sb_keep_rate", "keep rate (kept / scored)", _sb_expected_keep,
+                   "1/(β+1): expected if the loss percentiles were uniform",
+                   "1/(β+1)\n= {y:.3g}"),
+    )),
+    "diag_psgd": ("p-SGD / c-SGD effective sample size of P", (
+        Diagnostic("psgd_ess_frac", "effective sample size 1/ΣP² ÷ n", lambda s: 1.0,
+                   "1 = uniform sampling", "uniform"),
+    )),
+}
+
+
+def diagnostics_figure(res: MatrixResults, name: str, out_dir: Path | None = None
+                       ) -> Figure | None:
+    """Per-epoch health of a sampler (rows = datasets, columns = quantities); None when
+    no included run logged the quantities (e.g. IMPON without ``diagnose_every``)."""
+    title, quantities = DIAGNOSTICS[name]
+    present = [q for q in quantities if q.column in res.epochs.columns
+               and res.epochs[q.column].notna().any()]
+    if not present:
+        return None
+    cols = [q.column for q in present]
+    data = res.epochs.dropna(subset=cols, how="all")
+    data = data.loc[data["epoch"] > 0]
+    panels = [p for p in res.panels if p in set(data["panel"])]
+    variants = variant_table(res)
+    drawn = variants.loc[[v for v in variants.index if v in set(data["variant"])]]
+    specs = dict(zip(res.runs["run_id"], res.runs["flat_spec"]))
+    refs = "Dotted: " + "; ".join(q.reference_text for q in present
+                                  if q.reference is not None)
+    caption = (f"Logged by the sampler once per epoch (mean over the epoch's measurements), "
+               f"epochs 1 onwards. {band_text(data)} {refs}.")
+    handles = _variant_handles(drawn)
+    with paper_style():
+        canvas = _canvas(len(panels), len(present), len(handles),
+                         _with_provenance(res, caption))
+        for i, panel in enumerate(panels):
+            sub = data.loc[data["panel"] == panel]
+            for j, q in enumerate(present):
+                ax = canvas.axes[i, j]
+                one = sub.dropna(subset=[q.column])
+                mine = drawn.loc[[v for v in drawn.index if v in set(one["variant"])]]
+                _draw_lines(ax, one, "epoch", q.column, mine)
+                if q.reference is not None:
+                    levels: dict[float, str] = {}
+                    for run_id, variant in one.groupby("run_id")["variant"].first().items():
+                        y = q.reference(specs.get(run_id, {}))
+                        if math.isfinite(y):
+                            levels.setdefault(round(y, 6), mine.loc[variant, "colour"])
+                    for y, colour in levels.items():
+                        ax.axhline(y, color=colour if len(levels) > 1 else "#222222",
+                                   lw=1.0, ls=":", zorder=1, gid="reference")
+                        # right of the panel, where no curve can run through the text
+                        ax.annotate(q.reference_label.format(y=y),
+                                    (1.0, y), xycoords=("axes fraction", "data"),
+                                    xytext=(3, 0), textcoords="offset points", fontsize=8,
+                                    ha="left", va="center", color="#333333")
+                n = one.groupby("variant")["seed"].nunique()
+                ax.set(title=f"{res.datasets.loc[panel, 'label']} — {seeds_text(n)}",
+                       xlabel="epoch", ylabel=q.label)
+                ax.xaxis.set_major_locator(mticker.MaxNLocator(integer=True))
+        return _finish(canvas, res, title, handles, out_dir, STEMS[name])
 
 
 # ------------------------------------------------------------------------- driver
@@ -477,11 +683,20 @@ class FigureOutputs:
     written: dict[str, list[Path]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     ema_span: int | None = None
+    comparisons: Comparisons | None = None  # what was paired with what (set by make_plots)
+    paired: pd.DataFrame | None = None  # the paired.csv table
 
 
-def make_all(res: MatrixResults, out_dir: Path, ema_span: int | None = None) -> FigureOutputs:
-    """Draw and save every figure that applies to this matrix."""
+def make_all(res: MatrixResults, out_dir: Path, ema_span: int | None = None,
+             pairs: list[tuple[str, str]] | None = None) -> FigureOutputs:
+    """Draw and save every figure that applies to this matrix (``pairs``: the paired
+    comparisons, (arm, reference); none -> no paired figure)."""
     out = FigureOutputs(ema_span=ema_span or default_ema_span(res))
+    reasons = {"paired": "no (arm, reference) pair with finished runs of both (name a "
+                         "`reference:` arm in the matrix, or pass --reference)",
+               "diag_impon": "no run logged impon_spearman (set sampler.diagnose_every > 0)",
+               "diag_selective_backprop": "no selective_backprop run",
+               "diag_psgd": "no p_sgd / c_sgd run"}
     makers: dict[str, Callable[[], Figure | None]] = {
         "fig2": lambda: accuracy_vs_epoch(res, out_dir),
         "fig3": lambda: loss_vs_iteration(res, out_dir, out.ema_span),
@@ -489,11 +704,14 @@ def make_all(res: MatrixResults, out_dir: Path, ema_span: int | None = None) -> 
         "ablation": lambda: ablation_summary(res, out_dir),
         "seconds": lambda: accuracy_vs_seconds(res, out_dir),
         "forwards": lambda: accuracy_vs_forwards(res, out_dir),
+        "paired": lambda: paired_difference_vs_epoch(res, list(pairs or []), out_dir),
+        **{name: (lambda name=name: diagnostics_figure(res, name, out_dir))
+           for name in DIAGNOSTICS},
     }
     for name, make in makers.items():
         fig = make()
         if fig is None:
-            out.skipped[name] = ablation_skip_reason(res) or "not applicable"
+            out.skipped[name] = reasons.get(name) or ablation_skip_reason(res) or "not applicable"
         else:
             out.figures[name] = fig
             out.written[name] = [out_dir / f"{STEMS[name]}.{fmt}" for fmt in ("png", "pdf")]

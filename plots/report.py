@@ -21,6 +21,8 @@ import pandas as pd
 
 from .aggregate import MatrixResults, atomic_path, checkpoints, seed_stats
 from .figures import STEMS, FigureOutputs, ablation_arms, variant_table
+from .paired import BOOT_RESAMPLES, BOOT_SEED
+from .setup import arm_table, common_table, provenance
 
 #: Accuracy levels, as fractions of the best final (seed-mean) accuracy on a dataset.
 #: Relative levels work for any dataset and run length; the absolute value is printed.
@@ -40,6 +42,10 @@ FIGURE_TITLES = {
     "ablation": "Bank-size ablation summary",
     "seconds": "Accuracy vs training wall-clock",
     "forwards": "Accuracy vs examples forwarded",
+    "paired": "Paired difference vs epoch",
+    "diag_impon": "Diagnostics — IMPON loss predictor",
+    "diag_selective_backprop": "Diagnostics — Selective Backprop keep rate",
+    "diag_psgd": "Diagnostics — p/c-SGD effective sample size",
 }
 
 _TOL = 1e-9  # accuracies are read back from CSV: "≥ level" must not fail on rounding
@@ -229,6 +235,65 @@ def _ablation_section(res: MatrixResults) -> list[str]:
     return out
 
 
+def _setup_section(res: MatrixResults) -> list[str]:
+    """The setup table the report opens with, read from the runs' run.json."""
+    prov = provenance(res)
+    arms = arm_table(prov)
+    has_budget = (arms["budget"] != "—").any()
+    header = ["arm", "optimizer", "lr", "schedule", "sampler and parameters"]
+    header += ["budget"] if has_budget else []
+    rows = [[r["arm"], r["optimizer"], r["lr"], r["schedule"], r["sampler"]]
+            + ([r["budget"]] if has_budget else []) for _, r in arms.iterrows()]
+    out = ["## Setup", "", "As recorded by each run (`run.json`); several values of one item "
+           "are separated by “/”.", "", md_table(header, rows, numeric=False), "",
+           md_table(["", "value"], common_table(res, prov), numeric=False), ""]
+    if prov.mixed:
+        listing = ", ".join(f"`{str(c)[:10]}` ({n} runs)" for c, n in
+                            prov.commits.groupby("commit", dropna=False)["runs"].sum().items())
+        out += [f"> **Warning: runs from different commits** ({listing}). Differences "
+                "between arms may be code changes, not method differences.", ""]
+    elif prov.dirty:
+        out += ["> **Warning:** some runs were made from a working tree with uncommitted "
+                "changes (dirty); their code is not exactly the commit named.", ""]
+    return out
+
+
+def _fmt_pp(x: float) -> str:
+    return "—" if x is None or pd.isna(x) else f"{x * 100:+.2f}"
+
+
+def _paired_section(res: MatrixResults, figures: FigureOutputs | None, panel: str
+                    ) -> list[str]:
+    if figures is None or figures.paired is None or figures.paired.empty:
+        return []
+    table = figures.paired.loc[figures.paired["panel"] == panel]
+    if table.empty:
+        return []
+    rows = []
+    for _, r in table.iterrows():
+        t_ci = "—" if pd.isna(r["t_lo"]) else f"[{_fmt_pp(r['t_lo'])}, {_fmt_pp(r['t_hi'])}]"
+        b_ci = "—" if pd.isna(r["boot_lo"]) else \
+            f"[{_fmt_pp(r['boot_lo'])}, {_fmt_pp(r['boot_hi'])}]"
+        at = r["checkpoint"] if r["checkpoint"] != "final" else f"final ({r['epoch']})"
+        rows.append([r["variant"], r["reference"], at, int(r["n"]),
+                     _fmt_pp(r["mean"]) + (" ✱" if r["excludes_zero"] else ""), t_ci, b_ci,
+                     f"{int(r['n_agree'])}/{int(r['n'])}"])
+    out = ["**Paired differences of test accuracy** (arm − reference, percentage points; "
+           "runs paired by seed: same initialisation and data streams). 95% CI: paired "
+           f"Student-t; bootstrap: percentile, {BOOT_RESAMPLES:,} resamples of the seeds "
+           f"(generator seed {BOOT_SEED}); with few seeds it cannot be wider than the spread "
+           "of the differences and is usually narrower than the t-interval, which is the "
+           "one to trust. ✱: the t-interval "
+           "excludes 0. *sign*: seeds whose difference has the sign of the mean. "
+           f"Pairs from {figures.comparisons.source if figures.comparisons else '?'}.", "",
+           md_table(["arm", "vs", "at", "pairs", "mean diff", "95% CI (t)",
+                     "95% CI (bootstrap)", "sign"], rows), ""]
+    dropped = sorted({u for u in table["unpaired"] if isinstance(u, str) and u})
+    if dropped:
+        out += ["Unpaired seeds, dropped from this table: " + "; ".join(dropped) + ".", ""]
+    return out
+
+
 def _left_out_section(res: MatrixResults) -> list[str]:
     left = res.left_out
     out = ["## Runs left out", ""]
@@ -275,8 +340,9 @@ def render_report(res: MatrixResults, figures: FigureOutputs | None = None) -> s
         + (" — wall-clock numbers are comparable only within one device." if len(devices) > 1
            else "."),
         "- Numbers: mean ± sample standard deviation (ddof = 1) over seeds (one seed: value "
-        "only); figures show the "
-        "mean with a 95% Student-t confidence interval.",
+        "only); figures show the mean, with each seed as a thin line when a line has ≤ 3 "
+        "seeds and a 95% Student-t confidence band when it has more. Paired differences "
+        "against a reference arm: [paired.csv](paired.csv).",
         "- Training seconds: cumulative `train_seconds` (evaluation excluded). Backprops: "
         "examples trained on. Forwards: all examples passed forward, selection included.",
     ]
@@ -284,10 +350,14 @@ def render_report(res: MatrixResults, figures: FigureOutputs | None = None) -> s
         span = figures.ema_span
         lines.append(f"- Figure 3 smoothing: per-run EMA, span {span} iteration"
                      + ("s." if span != 1 else " (no smoothing)."))
+    if figures is not None and figures.comparisons is not None:
+        lines += [f"- Note: {n}" for n in figures.comparisons.notes]
     lines.append("")
+    lines += _setup_section(res)
     for panel in res.panels:
         lines += [f"## {res.panel_title(panel)}", ""]
         lines += _accuracy_section(res, panel)
+        lines += _paired_section(res, figures, panel)
         lines += _cost_section(res, panel)
     lines += _ablation_section(res)
     lines += _figures_section(figures)

@@ -4,36 +4,77 @@ Why a module of its own: a reader compares arms *across* figures (Figure 2 next 
 Figure 3 next to the cost plots) and across matrices (paper vs fair vs ablation). That only
 works if "impon" is the same colour everywhere, so the mapping is a fixed table keyed by
 arm name, not "the i-th colour of whatever arms happen to be in this matrix".
-Unknown arm names get a colour from a hash of the name (``zlib.crc32``, which, unlike
-``hash()``, does not change between Python processes), so they are stable too.
+Unknown arm names get their sampler's family colour (or a shade of it, when it is taken in
+that figure), else a colour from a hash of the name (``zlib.crc32``, which, unlike
+``hash()``, does not change between Python processes), so they are stable too. No two arms
+of a figure may be closer than MIN_DELTA_E in CIEDE2000 (:func:`close_pairs`).
 """
 from __future__ import annotations
 
 import contextlib
+import math
 import warnings
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 import matplotlib as mpl
+import matplotlib.colors as mcolors
+import numpy as np
 import seaborn as sns
 
-#: Fixed colours of the arms the suite ships (colour-blind-safe base: seaborn "colorblind"
-#: / Okabe-Ito). Order of this dict is also the legend order.
+#: Fixed colours of the arms the suite ships, with meaning: the plain baseline blue, any
+#: uniform sampler at another learning rate a grey (the same-lr control of the arms run at
+#: that lr), the loss oracle black (a bound, not a method), a method's ablation/control arms
+#: a lighter or darker relative of the method's colour. Base: seaborn "colorblind" /
+#: Okabe-Ito, extended by hand; every pair is at least MIN_DELTA_E apart in CIEDE2000
+#: (tested). Order of this dict is also the legend order.
 ARM_COLOURS: dict[str, str] = {
     "sgd": "#0173B2",  # blue: the plain baseline
     "uniform": "#0173B2",  # the same method as "sgd" under its sampler name
+    "unif_sgd": "#6C8EBF",  # greyish blue: uniform on a budget (Arazo et al. 2021)
     "adam": "#56B4E9",  # light blue: the other uniform baseline
-    "uniform_lr1e-3": "#7F7F7F",  # grey: SGD at IMPON's learning rate (control)
+    "adam_lr1e-3": "#1B4F72",  # dark blue: Adam at its customary lr
+    "sgd_lr1e-3": "#8C8C8C",  # grey: uniform SGD at IMPON's learning rate (control)
+    "uniform_lr1e-3": "#8C8C8C",  # the same control under its sampler name
     "selective_backprop": "#029E73",  # green
+    "selective_backprop_beta0": "#9ACD8A",  # pale green: beta 0 keeps all (control)
     "p_sgd": "#DE8F05",  # orange
-    "c_sgd": "#CA9161",  # brown
+    "c_sgd": "#8C5A2B",  # brown
+    "infobatch": "#E6C229",  # mustard
+    "rho_loss": "#E7298A",  # magenta
+    "upper_bound_is": "#17BECF",  # cyan
+    "online_batch_selection": "#5E4FA2",  # indigo
     "impon": "#D55E00",  # vermillion: the method under study
-    "impon_low": "#CC78BC",  # pink: IMPON with lowest scores
-    "loss_oracle": "#222222",  # near-black: the upper bound
+    "impon_low": "#CC78BC",  # pink: IMPON with lowest scores (ablation)
+    "impon_lr0.1": "#9E1B32",  # dark red: IMPON at the baselines' lr (control)
+    "impon_low_lr0.1": "#7B3294",  # purple: its lowest-score ablation
+    "loss_oracle": "#000000",  # black: the bound of a perfect loss predictor
 }
 
-#: Colours for arm names not in ARM_COLOURS, picked by a stable hash of the name.
-#: Chosen to stay distinguishable from the fixed table.
+#: Arms that are one method under two names: they may share a colour.
+ALIASES: tuple[frozenset[str], ...] = (frozenset({"sgd", "uniform"}),
+                                       frozenset({"sgd_lr1e-3", "uniform_lr1e-3"}))
+
+#: Family colour per sampler name, for arms the table does not know (``impon_bank50``,
+#: ``sb_beta1``): a reader still sees "an IMPON variant" at a glance.
+SAMPLER_COLOURS: dict[str, str] = {
+    "uniform": ARM_COLOURS["sgd"], "unif_sgd": ARM_COLOURS["unif_sgd"],
+    "selective_backprop": ARM_COLOURS["selective_backprop"], "p_sgd": ARM_COLOURS["p_sgd"],
+    "c_sgd": ARM_COLOURS["c_sgd"], "impon": ARM_COLOURS["impon"],
+    "loss_oracle": ARM_COLOURS["loss_oracle"], "infobatch": ARM_COLOURS["infobatch"],
+    "rho_loss": ARM_COLOURS["rho_loss"], "upper_bound_is": ARM_COLOURS["upper_bound_is"],
+    "online_batch_selection": ARM_COLOURS["online_batch_selection"],
+}
+
+#: Shades for uniform samplers at a learning rate other than the baseline's.
+GREY_FAMILY: tuple[str, ...] = ("#8C8C8C", "#4D4D4D", "#BDBDBD", "#6B6B6B", "#A5A5A5")
+
+#: Smallest CIEDE2000 difference allowed between two arms of one figure. GUESS: ~10 is
+#: where neighbouring lines of a 1.6-pt plot stop being confused at a glance; 2.3 is the
+#: usual "just noticeable" difference, far too small for thin lines.
+MIN_DELTA_E = 10.0
+
+#: Colours for arm names known neither to the table nor by sampler, by a stable hash.
 FALLBACK_COLOURS: tuple[str, ...] = (
     "#7F3C8D", "#11A579", "#3969AC", "#F2B701", "#E73F74", "#80BA5A",
     "#E68310", "#008695", "#CF1C90", "#F97B72", "#4B4B8F", "#A5AA99",
@@ -46,11 +87,36 @@ VARIANT_DASHES: tuple[str | tuple, ...] = ("-", "--", ":", "-.", (0, (5, 1, 1, 1
                                            (0, (1, 3)), (0, (8, 2)))
 
 
-def arm_colour(arm: str) -> str:
-    """Hex colour of one arm, identical in every figure of every matrix."""
+def _is_other_lr_uniform(arm: str, sampler: str | None) -> bool:
+    """``sgd_lr0.01``, ``uniform_lr3e-4``: a uniform sampler at a non-default lr."""
+    base, sep, _ = arm.partition("_lr")
+    if not sep or not base:
+        return False
+    return sampler == "uniform" or (sampler is None and base in ("sgd", "uniform", "adam"))
+
+
+def _family(arm: str, sampler: str | None) -> list[str]:
+    """Candidate colours for an arm the table does not know, best first."""
+    if _is_other_lr_uniform(arm, sampler):
+        start = zlib.crc32(arm.encode("utf-8")) % len(GREY_FAMILY)
+        return [*GREY_FAMILY[start:], *GREY_FAMILY[:start]]
+    base = SAMPLER_COLOURS.get(sampler or "") or ARM_COLOURS.get(arm.partition("_")[0])
+    hashed = FALLBACK_COLOURS[zlib.crc32(arm.encode("utf-8")) % len(FALLBACK_COLOURS)]
+    if base is None:
+        return [hashed, *FALLBACK_COLOURS]
+    return [*shades(base), hashed, *FALLBACK_COLOURS]
+
+
+def arm_colour(arm: str, sampler: str | None = None) -> str:
+    """Hex colour of one arm, identical in every figure of every matrix.
+
+    Known arms: the fixed table. Others: a grey if it is a uniform sampler at another lr,
+    else the family colour of its ``sampler`` (or of its name's prefix), else a colour
+    from a stable hash (``zlib.crc32``, unlike ``hash()``, is the same in every process).
+    """
     if arm in ARM_COLOURS:
         return ARM_COLOURS[arm]
-    return FALLBACK_COLOURS[zlib.crc32(arm.encode("utf-8")) % len(FALLBACK_COLOURS)]
+    return _family(arm, sampler)[0]
 
 
 def arm_order(arms: Iterable[str]) -> list[str]:
@@ -63,22 +129,112 @@ def arm_order(arms: Iterable[str]) -> list[str]:
     return [a for a in known if a in unique] + sorted(a for a in unique if a not in known)
 
 
-def arm_palette(arms: Iterable[str]) -> dict[str, str]:
-    """Arm -> colour for the arms of one figure; warns when two arms share a colour.
+# ---------------------------------------------------------------- perceptual distance
 
-    Sharing can only happen between a fallback colour and another arm; it is reported
-    rather than "fixed" by re-assigning, because re-assigning would break the
-    cross-figure stability that the mapping exists for.
+
+def srgb_to_lab(colour: str | tuple[float, ...]) -> tuple[float, float, float]:
+    """CIE L*a*b* (D65 white) of an sRGB colour: the IEC 61966-2-1 transfer function, the
+    sRGB -> XYZ matrix, then the CIE 1976 formulas."""
+    rgb = mcolors.to_rgb(colour)
+    r, g, b = (c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb)
+    x = (0.4124564 * r + 0.3575761 * g + 0.1804375 * b) / 0.95047
+    y = 0.2126729 * r + 0.7151522 * g + 0.0721750 * b
+    z = (0.0193339 * r + 0.1191920 * g + 0.9503041 * b) / 1.08883
+
+    def f(t: float) -> float:
+        d = 6 / 29
+        return t ** (1 / 3) if t > d ** 3 else t / (3 * d * d) + 4 / 29
+
+    fx, fy, fz = f(x), f(y), f(z)
+    return (116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz))
+
+
+def delta_e(c1: str | tuple[float, ...], c2: str | tuple[float, ...]) -> float:
+    """CIEDE2000 colour difference of two sRGB colours (hex or RGB tuples)."""
+    return ciede2000(srgb_to_lab(c1), srgb_to_lab(c2))
+
+
+def ciede2000(lab1: tuple[float, float, float], lab2: tuple[float, float, float]) -> float:
+    """CIEDE2000 difference of two L*a*b* colours (Sharma, Wu & Dalal 2005, eqs. 1-21)."""
+    (l1, a1, b1), (l2, a2, b2) = lab1, lab2
+    c_mean = (math.hypot(a1, b1) + math.hypot(a2, b2)) / 2
+    g = 0.5 * (1 - math.sqrt(c_mean ** 7 / (c_mean ** 7 + 25 ** 7)))
+    a1p, a2p = (1 + g) * a1, (1 + g) * a2
+    c1p, c2p = math.hypot(a1p, b1), math.hypot(a2p, b2)
+    h1p = math.degrees(math.atan2(b1, a1p)) % 360 if c1p else 0.0
+    h2p = math.degrees(math.atan2(b2, a2p)) % 360 if c2p else 0.0
+    d_l, d_c = l2 - l1, c2p - c1p
+    dh = 0.0
+    if c1p * c2p:
+        dh = h2p - h1p
+        dh = dh - 360 if dh > 180 else dh + 360 if dh < -180 else dh
+    d_h = 2 * math.sqrt(c1p * c2p) * math.sin(math.radians(dh / 2))
+    l_m, c_m = (l1 + l2) / 2, (c1p + c2p) / 2
+    if c1p * c2p == 0:
+        h_m = h1p + h2p
+    elif abs(h1p - h2p) <= 180:
+        h_m = (h1p + h2p) / 2
+    else:
+        h_m = (h1p + h2p + 360) / 2 if h1p + h2p < 360 else (h1p + h2p - 360) / 2
+    t = (1 - 0.17 * math.cos(math.radians(h_m - 30)) + 0.24 * math.cos(math.radians(2 * h_m))
+         + 0.32 * math.cos(math.radians(3 * h_m + 6)) - 0.20 * math.cos(math.radians(4 * h_m - 63)))
+    d_theta = 30 * math.exp(-(((h_m - 275) / 25) ** 2))
+    r_c = 2 * math.sqrt(c_m ** 7 / (c_m ** 7 + 25 ** 7))
+    s_l = 1 + 0.015 * (l_m - 50) ** 2 / math.sqrt(20 + (l_m - 50) ** 2)
+    s_c, s_h = 1 + 0.045 * c_m, 1 + 0.015 * c_m * t
+    r_t = -math.sin(math.radians(2 * d_theta)) * r_c
+    return math.sqrt((d_l / s_l) ** 2 + (d_c / s_c) ** 2 + (d_h / s_h) ** 2
+                     + r_t * (d_c / s_c) * (d_h / s_h))
+
+
+def shades(colour: str, steps: Sequence[float] = (0.0, -0.35, 0.4, -0.6, 0.65)) -> list[str]:
+    """The colour, then darker (negative) and lighter (positive) versions of it: mixes
+    with black or white, so an unknown IMPON variant stays recognisably vermillion."""
+    rgb = np.array(mcolors.to_rgb(colour))
+    out = []
+    for s in steps:
+        mixed = rgb * (1 + s) if s < 0 else rgb + (1 - rgb) * s
+        out.append(mcolors.to_hex(np.clip(mixed, 0, 1)))
+    return out
+
+
+def close_pairs(palette: dict[str, str], threshold: float = MIN_DELTA_E
+                ) -> list[tuple[str, str, float]]:
+    """Pairs of arms whose colours are within ``threshold`` (CIEDE2000), aliases excepted."""
+    names = list(palette)
+    out = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            if frozenset({a, b}) in ALIASES:
+                continue
+            d = delta_e(palette[a], palette[b])
+            if d < threshold:
+                out.append((a, b, d))
+    return out
+
+
+def arm_palette(arms: Iterable[str], samplers: dict[str, str] | None = None) -> dict[str, str]:
+    """Arm -> colour for the arms of one figure, every pair at least MIN_DELTA_E apart.
+
+    Known arms keep their fixed colour (cross-figure stability is the point of the
+    table). An unknown arm takes the first candidate of its family (:func:`_family`) that
+    is far enough from every colour already given out; if none is, the clash is reported
+    with a warning rather than hidden.
     """
+    samplers = samplers or {}
     ordered = arm_order(arms)
-    palette = {a: arm_colour(a) for a in ordered}
-    by_colour: dict[str, list[str]] = {}
-    for arm, colour in palette.items():
-        by_colour.setdefault(colour, []).append(arm)
-    clashes = [names for names in by_colour.values() if len(names) > 1]
+    palette = {a: ARM_COLOURS[a] for a in ordered if a in ARM_COLOURS}
+    for arm in (a for a in ordered if a not in ARM_COLOURS):
+        candidates = _family(arm, samplers.get(arm))
+        palette[arm] = next((c for c in candidates
+                             if all(delta_e(c, other) >= MIN_DELTA_E
+                                    for other in palette.values())), candidates[0])
+    palette = {a: palette[a] for a in ordered}
+    clashes = close_pairs(palette)
     if clashes:
-        warnings.warn(f"arms share a colour: {clashes}; add them to plots.style.ARM_COLOURS",
-                      stacklevel=2)
+        text = ", ".join(f"{a}/{b} (ΔE {d:.1f})" for a, b, d in clashes)
+        warnings.warn(f"arms of one figure have near-identical colours: {text}; "
+                      "give them colours in plots.style.ARM_COLOURS", stacklevel=2)
     return palette
 
 

@@ -125,9 +125,13 @@ class RunningMeanSampler(Sampler):
         self._counts.index_add_(0, idx, torch.ones_like(self._counts[:1]).expand(idx.shape[0]))
 
     def epoch_metrics(self) -> dict[str, float]:
-        """``psgd_ess_frac``: effective sample size 1/sum(P^2) of this epoch's P, over n
-        (1 = uniform; small = the draw concentrates on few examples)."""
-        return {} if self._ess is None else {"psgd_ess_frac": float(self._ess)}
+        """``psgd_ess``: effective sample size 1/sum(P^2) of this epoch's P (n = uniform,
+        1 = all mass on one example); ``psgd_ess_frac``: the same over n, comparable across
+        datasets. One host read per epoch, at the epoch's end."""
+        if self._ess is None or self._sums is None:
+            return {}
+        frac = float(self._ess)
+        return {"psgd_ess": frac * self._sums.shape[0], "psgd_ess_frac": frac}
 
     def state_dict(self) -> dict[str, Any]:
         def clone(t: Optional[Tensor]) -> Optional[Tensor]:

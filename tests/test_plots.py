@@ -21,7 +21,9 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
-from matplotlib.colors import to_hex, to_rgb  # noqa: E402
+from matplotlib.collections import PolyCollection  # noqa: E402
+from matplotlib.colors import to_hex  # noqa: E402
+from scipy import stats  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from plots import make_plots  # noqa: E402
@@ -38,7 +40,6 @@ EPOCHS = 6
 SLOPES = {"sgd": 0.10, "impon": 0.05}
 SECONDS = {"sgd": 2.0, "impon": 3.0}
 EMA_SPAN = 5
-T_975_DOF1 = 12.706204736174707  # Student-t 97.5% quantile, 1 degree of freedom
 
 
 def offset(seed: int) -> float:
@@ -208,7 +209,12 @@ def test_no_usable_runs_raise(tmp_path):
 # ---------------------------------------------------------------------- figures
 
 
-def test_figure2_lines_are_seed_means_with_t_band(main_matrix):
+def seed_lines(ax) -> dict[str, object]:
+    """Thin per-seed lines, by gid ``seed:<variant>:<seed>``."""
+    return {ln.get_gid(): ln for ln in ax.lines if str(ln.get_gid()).startswith("seed:")}
+
+
+def test_figure2_two_seeds_draw_each_seed_under_the_mean_and_no_band(main_matrix):
     _, _, outputs = main_matrix
     fig = outputs.figures["fig2"]
     epochs = np.arange(EPOCHS + 1)
@@ -216,31 +222,55 @@ def test_figure2_lines_are_seed_means_with_t_band(main_matrix):
         ax = panel_for(fig, title)
         lines = lines_by_label(ax)
         assert set(lines) == {"sgd", "impon"}
+        seeds = seed_lines(ax)
+        assert set(seeds) == {f"seed:{a}:{s}" for a in SLOPES for s in (0, 1)}
         for arm, slope in SLOPES.items():
             np.testing.assert_allclose(lines[arm].get_xdata(), epochs)
             np.testing.assert_allclose(lines[arm].get_ydata(), 100 * (0.1 + slope * epochs),
                                        atol=1e-4)
-            # band: 95% t-interval, half width t(0.975, 1) * std / sqrt(2)
-            band = [c for c in ax.collections
-                    if np.allclose(c.get_facecolor()[0][:3], to_rgb(arm_colour(arm)))]
-            verts = band[0].get_paths()[0].vertices
-            top = verts[np.isclose(verts[:, 0], EPOCHS), 1].max()
-            half = T_975_DOF1 * (0.02 / math.sqrt(2)) / math.sqrt(2)
-            assert top == pytest.approx(100 * (0.1 + slope * EPOCHS + half), abs=1e-3)
+            for seed in (0, 1):
+                line = seeds[f"seed:{arm}:{seed}"]
+                np.testing.assert_allclose(line.get_ydata(),
+                                           100 * (0.1 + slope * epochs + offset(seed)), atol=1e-4)
+                assert line.get_linewidth() < lines[arm].get_linewidth()
+                assert to_hex(line.get_color()) == to_hex(lines[arm].get_color())
+        assert not [c for c in ax.collections if isinstance(c, PolyCollection)]
+    assert "thin lines: the individual seeds" in figure_caption(fig)
+    assert "confidence interval" not in figure_caption(fig)
+
+
+def four_seed_runs(matrix: str, acc) -> list[FakeRun]:
+    return [FakeRun(arm="sgd", seed=s, matrix=matrix, epochs=2, acc=lambda e, s=s: acc(e, s))
+            for s in range(4)]
+
+
+def test_figure2_four_seeds_draw_the_t_band_and_no_seed_lines(tmp_path):
+    offsets = [0.01, -0.01, 0.03, -0.03]
+    write_matrix(tmp_path / "four", four_seed_runs("four", lambda e, s: 0.3 + 0.1 * e + offsets[s]))
+    fig = accuracy_vs_epoch(load_matrix(tmp_path / "four"))
+    (ax,) = panels(fig)
+    assert not seed_lines(ax)
+    (band,) = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    verts = band.get_paths()[0].vertices
+    half = stats.t.ppf(0.975, 3) * float(np.std(offsets, ddof=1)) / 2  # sd / sqrt(4)
+    top = verts[np.isclose(verts[:, 0], 2), 1].max()
+    assert top == pytest.approx(100 * (0.5 + half), abs=1e-3)
+    assert "band: 95% Student-t confidence interval" in figure_caption(fig)
 
 
 def test_accuracy_band_is_clipped_to_0_100(tmp_path):
-    # seeds at 90% and 99%: the 2-seed t-interval reaches ~151% and must stop at 100%,
-    # while its lower edge (within range) stays the exact t-interval.
-    runs = [FakeRun(arm="sgd", seed=s, matrix="clip", epochs=2,
-                    acc=lambda e, s=s: 0.9 + 0.09 * s) for s in (0, 1)]
-    write_matrix(tmp_path / "clip", runs)
+    # four seeds at 88-99%: the t-interval reaches past 100% and must stop there, while
+    # its lower edge (within range) stays the exact t-interval.
+    values = [0.88, 0.99, 0.97, 0.99]
+    write_matrix(tmp_path / "clip", four_seed_runs("clip", lambda e, s: values[s]))
     fig = accuracy_vs_epoch(load_matrix(tmp_path / "clip"))
     (ax,) = panels(fig)
     verts = ax.collections[0].get_paths()[0].vertices
-    half = T_975_DOF1 * float(np.std([90.0, 99.0], ddof=1)) / math.sqrt(2)
+    pct = 100 * np.array(values)
+    half = stats.t.ppf(0.975, 3) * float(np.std(pct, ddof=1)) / 2
+    assert pct.mean() + half > 100
     assert verts[:, 1].max() == pytest.approx(100.0)
-    assert verts[:, 1].min() == pytest.approx(94.5 - half, abs=1e-6)
+    assert verts[:, 1].min() == pytest.approx(pct.mean() - half, abs=1e-6)
     assert "clipped to the possible 0–100%" in figure_caption(fig)
 
 
@@ -409,6 +439,22 @@ def test_report_has_figures_inline(main_matrix):
 
 
 # -------------------------------------------------------------------- files & CLI
+
+
+def test_make_plots_writes_paired_table_and_figure_and_says_what_it_skipped(main_matrix):
+    results, _, outputs = main_matrix
+    root = results / "main"
+    paired = pd.read_csv(root / "paired.csv")
+    # no matrix file named "main": every arm against sgd; 3 datasets x 3 checkpoints
+    assert set(zip(paired["arm"], paired["reference"])) == {("impon", "sgd")}
+    assert len(paired) == 9 and (paired["n"] == 2).all()
+    final = paired.loc[paired["checkpoint"] == "final", "mean"]
+    np.testing.assert_allclose(final, (0.05 - 0.10) * EPOCHS, atol=1e-6)
+    for fmt in ("png", "pdf"):
+        assert (root / "figures" / f"paired_difference_vs_epoch.{fmt}").exists()
+    assert "no run logged impon_spearman" in outputs.skipped["diag_impon"]
+    report = (root / "report.md").read_text()
+    assert "**Paired differences of test accuracy**" in report and "## Setup" in report
 
 
 def test_png_150dpi_and_pdf_written_atomically(main_matrix):

@@ -151,3 +151,21 @@ def test_training_shifts_probability_towards_hard_examples():
 def test_replacement_must_be_a_bool():
     with pytest.raises(ValueError, match="replacement must be true or false"):
         build("p_sgd", replacement="no")
+
+
+def test_epoch_metrics_report_the_effective_sample_size_of_p():
+    # running means set by hand; P as the docstring says: q = s, q + mean(q), normalised
+    toy = make_toy(n=4, b=2)
+    s = _sampler_with_means("p_sgd", toy, [0.1, 0.1, 0.1, 0.7])
+    s.start_epoch(2, toy.ctx)                       # the epoch's P is drawn from these means
+    q = torch.tensor([0.1, 0.1, 0.1, 0.7])
+    q = q + q.mean()
+    p = q / q.sum()
+    ess = float(1.0 / (p * p).sum())
+    m = s.epoch_metrics()
+    assert m["psgd_ess"] == pytest.approx(ess, rel=1e-5)
+    assert m["psgd_ess_frac"] == pytest.approx(ess / 4, rel=1e-5)
+    assert 1.0 < m["psgd_ess"] < 4.0                # not uniform, not a single example
+    fresh = build("c_sgd")                           # nothing seen: P uniform, ESS = n
+    fresh.start_epoch(1, toy.ctx)
+    assert fresh.epoch_metrics()["psgd_ess"] == pytest.approx(4.0)

@@ -73,7 +73,8 @@ def test_smoke_matrix_end_to_end(tmp_path, capsys):
             line = lines[info["spec"]["arm"]]
             np.testing.assert_allclose(line.get_xdata(), ep.epoch)
             np.testing.assert_allclose(line.get_ydata(), 100 * ep.test_acc, atol=1e-6)
-    for name in ("fig2", "fig3", "seconds", "forwards"):
+    for name in ("fig2", "fig3", "seconds", "forwards", "paired", "diag_impon",
+                 "diag_selective_backprop", "diag_psgd"):
         for fmt in ("png", "pdf"):
             assert (results / "smoke" / "figures" / f"{STEMS[name]}.{fmt}").stat().st_size > 0
     assert "fig4" in outputs.skipped  # one bank size per arm: no bank-size ablation to draw
