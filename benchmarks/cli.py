@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=os.environ.get("DATA_ROOT", "data"))
     p.add_argument("--no-download", dest="download", action="store_false", default=True)
     p.add_argument("--force", action="store_true", help="rebuild even if present")
+    ls = sub.add_parser("list", help="list the matrices: description, run count, runs done")
+    ls.add_argument("--results", default="results", help="results root to count done runs in (default: ./results)")
     return ap
 
 
@@ -204,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
             from .prepare import prepare
             print(f"{args.name}: {prepare(args.name, args.data_root, args.download, args.force)}")
             return 0
+        if args.command == "list":
+            from .listing import cmd_list
+            return cmd_list(args.results)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
