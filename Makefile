@@ -36,6 +36,7 @@ fair: install
 	$(call run_and_plot,fair)
 
 smoke: install
+	$(PY) -m benchmarks prepare smoke-data --data-root $(DATA_ROOT)
 	$(call run_and_plot,smoke)
 
 cpu-mini: install
