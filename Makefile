@@ -10,7 +10,8 @@ ARGS      ?=
 RUN = $(PY) -m benchmarks run --data-root $(DATA_ROOT) --device $(DEVICE) --jobs $(JOBS) $(ARGS)
 # Run a matrix, then draw its figures even if some run failed or diverged (exit 1: the
 # plots report those runs); stop at once on bad input (exit 2). Keeps the runner's status.
-run_and_plot = $(RUN) $(1); s=$$?; [ $$s -eq 2 ] && exit 2; $(PY) -m plots $(1) || exit $$?; exit $$s
+# A dry run (--dry-run in ARGS) trains nothing, so there is nothing to plot: it only prints.
+run_and_plot = $(RUN) $(1)$(if $(findstring --dry-run,$(ARGS)),,; s=$$?; [ $$s -eq 2 ] && exit 2; $(PY) -m plots $(1) || exit $$?; exit $$s)
 
 .PHONY: install test reproduce ablation-bank fair smoke cpu-mini plots perf gpu-check flops clean-venv
 
@@ -35,6 +36,7 @@ fair: install
 	$(call run_and_plot,fair)
 
 smoke: install
+	$(PY) -m benchmarks prepare smoke-data --data-root $(DATA_ROOT)
 	$(call run_and_plot,smoke)
 
 cpu-mini: install

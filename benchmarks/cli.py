@@ -50,11 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--array-parallelism", type=int, default=64)
     s.add_argument("--wait", action="store_true", help="wait for the SLURM array to finish")
     s.add_argument("--slurm-cluster", default=None, help=argparse.SUPPRESS)  # "local" in tests
-    p = sub.add_parser("prepare", help="build a prepared dataset (e.g. cifar10-5k) from the official one")
-    p.add_argument("name", help="cifar10-5k")
+    p = sub.add_parser("prepare", help="build a prepared dataset: cifar10-5k, or smoke-data")
+    p.add_argument("name", help="cifar10-5k (from the official CIFAR-10), or smoke-data (the synthetic "
+                   "smoke datasets, no download)")
     p.add_argument("--data-root", default=os.environ.get("DATA_ROOT", "data"))
     p.add_argument("--no-download", dest="download", action="store_false", default=True)
     p.add_argument("--force", action="store_true", help="rebuild even if present")
+    ls = sub.add_parser("list", help="list the matrices: description, run count, runs done")
+    ls.add_argument("--results", default="results", help="results root to count done runs in (default: ./results)")
     return ap
 
 
@@ -138,7 +141,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                                     gpus_per_task=args.gpus_per_task, cpus_per_task=args.cpus_per_task,
                                     mem_gb=args.mem_gb, array_parallelism=args.array_parallelism,
                                     cluster=args.slurm_cluster, wait=args.wait)
-        opts = runner.RunOptions(**{**opts.__dict__, "progress": False})
+        opts = runner.RunOptions(**{**opts.__dict__, "progress": False, "log_epochs": True})
         jobs = runner.run_slurm(pending, opts, slurm, Path(args.results) / mat.name / ".submitit")
         print(f"submitted {len(jobs)} runs of {mat.name} as job array {jobs[0].job_id.split('_')[0]} "
               f"(logs in {args.results}/{mat.name}/.submitit); re-run with --dry-run to see progress")
@@ -161,6 +164,12 @@ def _run_with_progress(name: str, pending: list, opts: Any, jobs: int, done: int
     bar = tqdm(total=total, initial=done, desc=f"{name}", unit="run", disable=quiet, position=0)
     run_bar: dict[str, Any] = {}
     finished = [done]
+    # Without a terminal (or with several runs at once) a line per epoch per run: a log
+    # file cannot show progress bars (benchmarks/progress.py).
+    epoch_log = None
+    if quiet or jobs > 1:
+        from .progress import EpochLog
+        epoch_log = EpochLog.for_specs(pending, write=None if quiet else bar.write)
 
     def on_epoch(epoch: int, row: dict[str, Any]) -> None:
         b = run_bar.get("bar")
@@ -170,6 +179,8 @@ def _run_with_progress(name: str, pending: list, opts: Any, jobs: int, done: int
             b.refresh()
 
     def on_done(out: Any) -> None:
+        if epoch_log is not None:
+            epoch_log.run_finished(out.run_id)
         bar.update(1)
         finished[0] += 1
         line = f"[{finished[0]}/{total}] {out.run_id}: {out.status}"
@@ -188,7 +199,7 @@ def _run_with_progress(name: str, pending: list, opts: Any, jobs: int, done: int
             run_bar["bar"].close()
             on_done(out)
     else:
-        runner.run_local(pending, opts, jobs=jobs, on_done=on_done)
+        runner.run_local(pending, opts, jobs=jobs, on_done=on_done, on_run_epoch=epoch_log)
     bar.close()
 
 
@@ -207,9 +218,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             return cmd_run(args)
         if args.command == "prepare":
-            from .prepare import prepare
+            from .prepare import SMOKE_DATA, prepare, prepare_smoke_data
+            if args.name == SMOKE_DATA:
+                from .synthetic import describe_smoke_data
+                folders = prepare_smoke_data(args.data_root, args.force)
+                print(f"{describe_smoke_data()}; in {', '.join(map(str, folders))}")
+                return 0
             print(f"{args.name}: {prepare(args.name, args.data_root, args.download, args.force)}")
             return 0
+        if args.command == "list":
+            from .listing import cmd_list
+            return cmd_list(args.results)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -53,7 +53,12 @@ BUILTIN_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10}
 #: (it still runs: the counts and fingerprint in run.json say what was used).
 BUILTIN_SIZES = {"cifar10": (50000, 10000), "cifar100": (50000, 10000), "svhn": (73257, 26032)}
 
-_FIX_HINT = "run without --no-download to fetch it, or copy the official archive there (see README: DATA_ROOT)"
+_FIX_HINT = ("run without --no-download to fetch it, or copy the official files there "
+             "(README, section \"Data and devices\")")
+#: After a download was tried and failed: the user did not pass --no-download, so do not
+#: tell them to drop it; say what else works offline.
+_DOWNLOAD_FAILED_HINT = ("no network? copy the official files there (README, section \"Data and "
+                         "devices\") and run again; `make smoke` needs no download")
 
 
 # --------------------------------------------------------------------------- host side
@@ -140,6 +145,8 @@ def load_splits(
                         name, len(train), len(test), source, *BUILTIN_SIZES[name])
     else:
         files = (folder / "train.npz", folder / "test.npz")
+        if not all(p.is_file() for p in files):
+            _write_if_synthetic(name, root)
         for p in files:
             if not p.is_file():
                 hint = f" (did you mean the built-in {name.lower()!r}?)" if name.lower() in BUILTIN else ""
@@ -474,23 +481,65 @@ def _load_torchvision(name: str, root: Path, download: bool) -> tuple[Split, Spl
     if missing and not download:
         detail = "" if len(missing) == len(files) else f" (missing {missing[0].name})"
         raise UserError(f"{name}: no data at {where}{detail}; {_FIX_HINT}")
-    if missing:
-        _ensure_writable(name, folder)
-    with _download_lock(folder) if download else contextlib.nullcontext():
-        # Under the lock, look again: another runner may have fetched the files meanwhile.
-        missing = [p for p in files if not p.is_file()]
-        try:
-            tr, te = _construct(name, folder, download=bool(missing))
-        except RuntimeError as e:
-            if missing:
-                raise UserError(f"{name}: download into {folder} failed ({e}); {_FIX_HINT}") from e
-            if not download:
-                raise UserError(f"{name}: files at {where} are corrupted or incomplete (torchvision "
-                                f"checksum failed); delete them and {_FIX_HINT}") from e
-            tr, te = _download(name, folder)
-        except OSError as e:  # network errors (URLError is an OSError), disk full, ...
-            raise UserError(f"{name}: download into {folder} failed ({e}); {_FIX_HINT}") from e
+    created = [p for p in (root, folder) if not p.exists()] if download else []
+    try:
+        if missing:
+            _ensure_writable(name, folder)
+        with _download_lock(folder) if download else contextlib.nullcontext():
+            # Under the lock, look again: another runner may have fetched the files meanwhile.
+            missing = [p for p in files if not p.is_file()]
+            try:
+                tr, te = _construct(name, folder, download=bool(missing))
+            except RuntimeError as e:
+                if missing:
+                    raise UserError(f"{name}: download into {folder} failed ({e}); "
+                                    f"{_DOWNLOAD_FAILED_HINT}") from e
+                if not download:
+                    raise UserError(f"{name}: files at {where} are corrupted or incomplete (torchvision "
+                                    f"checksum failed); delete them and {_FIX_HINT}") from e
+                tr, te = _download(name, folder)
+            except OSError as e:  # network errors (URLError is an OSError), disk full, ...
+                raise UserError(f"{name}: download into {folder} failed ({e}); "
+                                f"{_DOWNLOAD_FAILED_HINT}") from e
+    except UserError:
+        _remove_if_left_empty(created)
+        raise
     return _to_split(name, tr), _to_split(name, te)
+
+
+def _remove_if_left_empty(created: list[Path]) -> None:
+    """Remove folders a failed download created, if nothing but its lock file is in them.
+
+    Why: an offline first run must not leave empty ``data/<name>`` folders behind that look
+    like a dataset is there. Only folders this call created are touched, deepest first,
+    and only when empty apart from ``.download.lock``; anything else (a partial archive)
+    stays for the user to see.
+    """
+    for folder in sorted(created, key=lambda p: len(p.parts), reverse=True):
+        try:
+            entries = {p.name for p in folder.iterdir()}
+            if entries <= {".download.lock"}:
+                if entries:
+                    (folder / ".download.lock").unlink()
+                folder.rmdir()
+        except OSError:
+            pass
+
+
+def _write_if_synthetic(name: str, root: Path) -> None:
+    """Write a missing smoke dataset (``synthetic-*``, see :mod:`benchmarks.synthetic`).
+
+    They are generated locally from a fixed seed (no network), so a smoke run works on a
+    fresh, offline machine with no preparation step.
+    """
+    from .synthetic import SMOKE_DATASETS, write_smoke_dataset
+
+    if name in SMOKE_DATASETS:
+        try:
+            write_smoke_dataset(name, root)
+        except OSError as e:
+            raise UserError(f"{name}: cannot write the synthetic smoke dataset under {root} "
+                            f"({e.strerror or e}); choose a writable --data-root") from e
 
 
 @contextlib.contextmanager
@@ -518,7 +567,7 @@ def _download(name: str, folder: Path) -> tuple[Any, Any]:
     try:
         return _construct(name, folder, download=True)
     except (RuntimeError, OSError) as e:
-        raise UserError(f"{name}: re-download into {folder} failed ({e}); {_FIX_HINT}") from e
+        raise UserError(f"{name}: re-download into {folder} failed ({e}); {_DOWNLOAD_FAILED_HINT}") from e
 
 
 def _ensure_writable(name: str, folder: Path) -> None:

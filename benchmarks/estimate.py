@@ -32,8 +32,12 @@ FORWARD_FRACTION = 1 / 3  # cost of a no-grad forward relative to a training ste
 
 def dataset_sizes(name: str, data_root: str | Path, subset: dict | None) -> tuple[int, int, int] | None:
     """(n_train, n_test, classes) without loading images; None if unknown."""
+    from .synthetic import SMOKE_DATASETS
+
     if name in BUILTIN_SIZES:
         n_train, n_test, k = BUILTIN_SIZES[name]
+    elif name in SMOKE_DATASETS and not (Path(data_root) / name / "train.npz").is_file():
+        k, n_train, n_test = SMOKE_DATASETS[name]   # written on first use, sizes known
     else:
         try:
             with np.load(Path(data_root) / name / "train.npz") as z:

@@ -30,10 +30,31 @@ def cifar10_5k(train: Split, test: Split) -> tuple[Split, Split]:
 RECIPES = {"cifar10-5k": ("cifar10", cifar10_5k)}
 
 
+#: ``prepare smoke-data`` writes every synthetic smoke dataset (benchmarks/synthetic.py).
+SMOKE_DATA = "smoke-data"
+
+
+def prepare_smoke_data(data_root: str | Path, force: bool = False) -> list[Path]:
+    """Write the synthetic smoke datasets under ``data_root`` (kept if present); their folders."""
+    from .synthetic import SMOKE_DATASETS, write_smoke_dataset
+
+    out = []
+    for name in SMOKE_DATASETS:
+        folder = Path(data_root) / name
+        if force or not ((folder / "train.npz").is_file() and (folder / "test.npz").is_file()):
+            try:
+                write_smoke_dataset(name, data_root)
+            except OSError as e:
+                raise UserError(f"{name}: cannot write under {data_root} ({e.strerror or e}); "
+                                f"choose a writable --data-root") from e
+        out.append(folder)
+    return out
+
+
 def prepare(name: str, data_root: str | Path, download: bool = True, force: bool = False) -> Path:
     """Write ``data_root/<name>/{train,test}.npz``; returns the folder (kept if present)."""
     if name not in RECIPES:
-        raise UserError(f"prepare {name!r}: unknown; can prepare {', '.join(RECIPES)}")
+        raise UserError(f"prepare {name!r}: unknown; can prepare {', '.join([*RECIPES, SMOKE_DATA])}")
     folder = Path(data_root) / name
     if not force and (folder / "train.npz").is_file() and (folder / "test.npz").is_file():
         return folder

@@ -22,6 +22,7 @@ import multiprocessing as mp
 import os
 import socket
 import sys
+import threading
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -45,6 +46,9 @@ class RunOptions:
     download: bool = True
     device: str = "auto"
     progress: bool = False
+    #: print one line per epoch (benchmarks/progress.py) from the process that trains the
+    #: run; set for SLURM tasks, whose stdout is their log (local workers send rows back).
+    log_epochs: bool = False
 
 
 @dataclass(frozen=True)
@@ -158,14 +162,31 @@ def execute(spec: RunSpec, opts: RunOptions, device: str | None = None,
 def execute_dict(spec_dict: dict[str, Any], opts_dict: dict[str, Any]) -> dict[str, Any]:
     """Picklable entry point for worker processes and SLURM tasks."""
     spec = RunSpec.from_dict(spec_dict)
-    return asdict(execute(spec, RunOptions(**opts_dict), device=_worker_device()))
+    opts = RunOptions(**opts_dict)
+    on_epoch = None
+    if _EPOCH_QUEUE is not None:   # a local pool worker: the parent prints (matrix-wide ETA)
+        from .progress import slim_row
+
+        queue = _EPOCH_QUEUE
+
+        def on_epoch(epoch: int, row: dict[str, Any]) -> None:
+            queue.put((spec.run_id, epoch, slim_row(row)))
+    elif opts.log_epochs:          # e.g. a SLURM task: its own lines into its log
+        from .progress import EpochLog
+
+        log = EpochLog.for_specs([spec])
+
+        def on_epoch(epoch: int, row: dict[str, Any]) -> None:
+            log(spec.run_id, epoch, row)
+    return asdict(execute(spec, opts, device=_worker_device(), on_epoch=on_epoch))
 
 
 # --- local pool -----------------------------------------------------------------------------
 _WORKER_DEVICE: str | None = None
+_EPOCH_QUEUE: Any = None   # set in pool workers when the parent wants per-epoch rows
 
 
-def _init_worker(counter: Any, devices: list[str], threads: int) -> None:
+def _init_worker(counter: Any, devices: list[str], threads: int, epoch_queue: Any = None) -> None:
     """Pin each worker process to one device, round-robin over the visible GPUs.
 
     Also give each worker its share of the CPU cores: every process would otherwise start
@@ -175,7 +196,8 @@ def _init_worker(counter: Any, devices: list[str], threads: int) -> None:
     """
     import torch
 
-    global _WORKER_DEVICE
+    global _WORKER_DEVICE, _EPOCH_QUEUE
+    _EPOCH_QUEUE = epoch_queue
     with counter.get_lock():
         slot = counter.value
         counter.value += 1
@@ -198,12 +220,24 @@ def visible_devices(device: str) -> list[str]:
 
 def run_local(specs: list[RunSpec], opts: RunOptions, jobs: int = 1,
               on_done: Callable[[Outcome], None] | None = None,
-              on_epoch: Callable[[int, dict[str, Any]], None] | None = None) -> list[Outcome]:
-    """Train ``specs`` with ``jobs`` processes (in this process when jobs == 1)."""
+              on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
+              on_run_epoch: Callable[[str, int, dict[str, Any]], None] | None = None) -> list[Outcome]:
+    """Train ``specs`` with ``jobs`` processes (in this process when jobs == 1).
+
+    ``on_run_epoch(run_id, epoch, row)`` is called in *this* process for every run's start
+    and every finished epoch, whatever ``jobs`` is: pool workers send the rows back through
+    a queue that a thread here drains (so one place prints, with the matrix-wide view).
+    """
     outcomes: list[Outcome] = []
     if jobs <= 1:
         for spec in specs:
-            out = execute(spec, opts, on_epoch=on_epoch)
+            hook = on_epoch
+            if on_run_epoch is not None:
+                def hook(epoch: int, row: dict[str, Any], _id: str = spec.run_id) -> None:
+                    if on_epoch is not None:
+                        on_epoch(epoch, row)
+                    on_run_epoch(_id, epoch, row)
+            out = execute(spec, opts, on_epoch=hook)
             outcomes.append(out)
             if on_done:
                 on_done(out)
@@ -213,8 +247,28 @@ def run_local(specs: list[RunSpec], opts: RunOptions, jobs: int = 1,
     devices = visible_devices(opts.device)
     threads = max(1, len(os.sched_getaffinity(0)) // jobs)
     opts_dict = asdict(opts)
+    queue = ctx.Queue() if on_run_epoch is not None else None
+    drain = None
+    if queue is not None:
+        def _drain() -> None:
+            for item in iter(queue.get, None):
+                on_run_epoch(*item)
+        drain = threading.Thread(target=_drain, name="epoch-rows", daemon=True)
+        drain.start()
+    try:
+        _pool(specs, opts_dict, jobs, ctx, counter, devices, threads, queue, outcomes, on_done)
+    finally:
+        if queue is not None:
+            queue.put(None)   # after every worker exited: all their rows are queued before it
+            drain.join()
+    return outcomes
+
+
+def _pool(specs: list[RunSpec], opts_dict: dict[str, Any], jobs: int, ctx: Any, counter: Any,
+          devices: list[str], threads: int, queue: Any, outcomes: list[Outcome],
+          on_done: Callable[[Outcome], None] | None) -> None:
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
-                             initargs=(counter, devices, threads)) as pool:
+                             initargs=(counter, devices, threads, queue)) as pool:
         futures = {pool.submit(execute_dict, s.to_dict(), opts_dict): s for s in specs}
         for fut in as_completed(futures):
             spec = futures[fut]
@@ -225,7 +279,6 @@ def run_local(specs: list[RunSpec], opts: RunOptions, jobs: int = 1,
             outcomes.append(out)
             if on_done:
                 on_done(out)
-    return outcomes
 
 
 # --- SLURM ----------------------------------------------------------------------------------

@@ -14,6 +14,8 @@ This package never imports ``benchmarks``.
 """
 from .base import FEATURE_KINDS, Batch, Sampler, StepContext
 from .registry import SamplerConfigError, available, build, check_params, get, params, register
+from .scoring import model_device, score_fn
+from .dataloader import SamplerBatches, WithIndex, batch_sampler
 
 # Importing a method module registers it.
 from . import uniform  # noqa: F401,E402
@@ -21,4 +23,5 @@ from . import impon, oracle, psgd, selective_backprop, unif_sgd  # noqa: F401,E4
 from . import infobatch, online_batch_selection, rho_loss, upper_bound_is  # noqa: F401,E402
 
 __all__ = ["Batch", "Sampler", "StepContext", "FEATURE_KINDS", "SamplerConfigError",
-           "available", "build", "check_params", "get", "params", "register"]
+           "available", "build", "check_params", "get", "params", "register",
+           "model_device", "score_fn", "SamplerBatches", "WithIndex", "batch_sampler"]

@@ -410,7 +410,49 @@ def test_download_true_uses_present_files_and_wraps_failures(tmp_path: Path, mon
     monkeypatch.setattr(tv_svhn, "download_url", offline)
     with pytest.raises(UserError) as e:
         load_splits("svhn", tmp_path / "fresh", download=True)
-    assert "download into" in str(e.value) and str(tmp_path / "fresh" / "svhn") in str(e.value)
+    msg = str(e.value)
+    assert "download into" in msg and str(tmp_path / "fresh" / "svhn") in msg
+    # the user did not pass --no-download: do not tell them to drop it; say what works offline
+    assert "--no-download" not in msg and "no network?" in msg and "make smoke" in msg
+    # and the folders the failed download created are gone (no empty data/svhn left behind)
+    assert not (tmp_path / "fresh").exists()
+
+
+def test_failed_download_keeps_folders_it_did_not_create(tmp_path: Path, monkeypatch) -> None:
+    import urllib.error
+    import torchvision.datasets.cifar as tv_cifar
+
+    def offline(*a, **k):
+        raise urllib.error.URLError("no network")
+    monkeypatch.setattr(tv_cifar, "download_and_extract_archive", offline)
+    (tmp_path / "cifar10").mkdir()
+    (tmp_path / "cifar100").mkdir()
+    (tmp_path / "cifar100" / "notes.txt").write_text("mine")
+    for name in ("cifar10", "cifar100"):
+        with pytest.raises(UserError, match="no network"):
+            load_splits(name, tmp_path, download=True)
+    assert (tmp_path / "cifar10").is_dir() and (tmp_path / "cifar100" / "notes.txt").read_text() == "mine"
+
+
+def test_synthetic_smoke_dataset_written_on_first_use(tmp_path: Path) -> None:
+    from benchmarks.synthetic import SMOKE_DATASETS
+    tr, te, info = load_splits("synthetic-cifar100", tmp_path / "data", download=False)
+    classes, n_train, n_test = SMOKE_DATASETS["synthetic-cifar100"]
+    assert (len(tr), len(te), info.num_classes, info.source) == (n_train, n_test, classes, "prepared")
+    again = load_splits("synthetic-cifar100", tmp_path / "other", download=False)[2]
+    assert again.fingerprint == info.fingerprint            # same bytes on every machine
+
+
+def test_failed_smoke_data_write_leaves_no_folder(tmp_path: Path, monkeypatch) -> None:
+    import benchmarks.synthetic as synthetic
+
+    def full_disk(*a, **k):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(synthetic, "write_npz_atomic", full_disk)
+    with pytest.raises(UserError, match="No space left") as e:
+        load_splits("synthetic-svhn", tmp_path / "data", download=False)
+    assert "\n" not in str(e.value)
+    assert not (tmp_path / "data").exists()
 
 
 def test_first_load_waits_for_another_runners_download(tmp_path: Path) -> None:

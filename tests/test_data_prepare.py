@@ -2,6 +2,7 @@
 import numpy as np
 
 from benchmarks.cli import main
+from benchmarks.data import load_splits
 from data_fixtures import make_cifar10_dir, relaxed_checksums
 
 
@@ -25,3 +26,15 @@ def test_recipe_indices():
     assert tr.y[:1102].tolist() == list(range(1102))
     assert tr.y[1102:1102 + 1017].tolist() == list(range(10_000, 11_017))
     assert tr.y[-1] == 40_000 + 1016 and te.y[-1] == 1016
+
+
+def test_prepare_smoke_data_offline_says_what_it_wrote(tmp_path, capsys):
+    from benchmarks.synthetic import SMOKE_DATASETS
+
+    root = tmp_path / "data"
+    assert main(["prepare", "smoke-data", "--data-root", str(root), "--no-download"]) == 0
+    out = capsys.readouterr().out
+    assert "not real data" in out and all(name in out for name in SMOKE_DATASETS)
+    for name, (classes, n_train, n_test) in SMOKE_DATASETS.items():
+        tr, te, info = load_splits(name, root, download=False)
+        assert (len(tr), len(te), info.num_classes) == (n_train, n_test, classes)

@@ -1,0 +1,188 @@
+"""Tiny datasets the suite writes itself, so a smoke run needs no download.
+
+Why this module exists: ``make smoke`` must work on a machine without internet (a laptop
+on a train, a cluster node behind a firewall), and the tests must never download. Both
+use the writers here: random but seeded images with labels that cycle through every
+class first (so small splits still hold each class), written in the *real* on-disk
+formats -- the suite's prepared ``{train,test}.npz`` and, for tests of the torchvision
+path, the official CIFAR-10/CIFAR-100 pickle batches and SVHN ``.mat`` files.
+
+The smoke datasets (:data:`SMOKE_DATASETS`, ``synthetic-svhn``, ``synthetic-cifar10``,
+``synthetic-cifar100``) are prepared datasets with the image shape and class count of their
+namesakes. Their names say what they are everywhere a result is shown (run ids, figure
+titles, report tables): random pixels, so a smoke run checks the pipeline, and its
+accuracies mean nothing. :func:`benchmarks.data.load_splits` writes one on first use when
+it is missing (no network involved), so ``python -m benchmarks run smoke`` works as is.
+
+Every ``make_*`` writer takes the *data root* (what ``--data-root`` points at), writes
+``root/<name>/...`` and returns the arrays as ``(train, test)``
+:class:`benchmarks.data.Split` in the suite's format (uint8 NHWC, int64 labels).
+"""
+from __future__ import annotations
+
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from .data import Split, write_npz_atomic
+
+#: name -> (classes, train size, test size) of the smoke datasets (smoke.yaml subsets them
+#: to 512 / 256, so the stratified-subset path is exercised too).
+SMOKE_DATASETS: dict[str, tuple[int, int, int]] = {
+    "synthetic-svhn": (10, 600, 300),
+    "synthetic-cifar10": (10, 600, 300),
+    "synthetic-cifar100": (100, 600, 300),
+}
+#: seed of each smoke dataset's images (fixed: every machine writes the same files).
+_SMOKE_SEEDS = {"synthetic-svhn": 11, "synthetic-cifar10": 12, "synthetic-cifar100": 13}
+
+
+def make_images(n: int, seed: int = 0, size: int = 32) -> np.ndarray:
+    """``n`` random uint8 NHWC images (n, size, size, 3), seeded."""
+    return np.random.default_rng(seed).integers(0, 256, size=(n, size, size, 3), dtype=np.uint8)
+
+
+def make_labels(n: int, num_classes: int, seed: int = 0) -> np.ndarray:
+    """int64 labels (n,): every class once (while n allows), the rest random; shuffled."""
+    rng = np.random.default_rng(seed + 1_000_003)
+    base = np.arange(min(n, num_classes), dtype=np.int64)
+    rest = rng.integers(0, num_classes, size=n - len(base), dtype=np.int64)
+    return rng.permutation(np.concatenate([base, rest])).astype(np.int64)
+
+
+def _pickle(path: Path, obj: dict) -> None:
+    # protocol 2 like the official (Python-2 era) files; torchvision reads them with latin1
+    with open(path, "wb") as f:
+        pickle.dump(obj, f, protocol=2)
+
+
+def _cifar_rows(x_nhwc: np.ndarray) -> np.ndarray:
+    """NHWC uint8 -> the official (n, 3072) rows: 1024 red, 1024 green, 1024 blue, row-major."""
+    return np.ascontiguousarray(x_nhwc.transpose(0, 3, 1, 2).reshape(len(x_nhwc), -1))
+
+
+def make_cifar10_dir(root: str | Path, n_train_per_batch: int = 4, n_test: int = 10,
+                     seed: int = 0) -> tuple[Split, Split]:
+    """Write ``root/cifar10/cifar-10-batches-py/`` (data_batch_1..5, test_batch, batches.meta).
+
+    torchvision verifies these files by the official MD5 sums, which random files cannot
+    match: loading them needs the checksum relaxed (the tests do that, the suite never).
+    """
+    base = Path(root) / "cifar10" / "cifar-10-batches-py"
+    base.mkdir(parents=True, exist_ok=True)
+    n_train = 5 * n_train_per_batch
+    x_tr, y_tr = make_images(n_train, seed), make_labels(n_train, 10, seed)
+    x_te, y_te = make_images(n_test, seed + 1), make_labels(n_test, 10, seed + 1)
+    for b in range(5):
+        sl = slice(b * n_train_per_batch, (b + 1) * n_train_per_batch)
+        _pickle(base / f"data_batch_{b + 1}", {
+            "batch_label": f"training batch {b + 1} of 5",
+            "labels": [int(v) for v in y_tr[sl]],
+            "data": _cifar_rows(x_tr[sl]),
+            "filenames": [f"img_{b}_{i}.png" for i in range(n_train_per_batch)],
+        })
+    _pickle(base / "test_batch", {
+        "batch_label": "testing batch 1 of 1",
+        "labels": [int(v) for v in y_te],
+        "data": _cifar_rows(x_te),
+        "filenames": [f"test_{i}.png" for i in range(n_test)],
+    })
+    _pickle(base / "batches.meta", {
+        "label_names": ["airplane", "automobile", "bird", "cat", "deer",
+                        "dog", "frog", "horse", "ship", "truck"],
+        "num_cases_per_batch": n_train_per_batch,
+        "num_vis": 3072,
+    })
+    return Split(x_tr, y_tr), Split(x_te, y_te)
+
+
+def make_cifar100_dir(root: str | Path, n_train: int = 20, n_test: int = 10,
+                      seed: int = 0) -> tuple[Split, Split]:
+    """Write ``root/cifar100/cifar-100-python/`` (train, test, meta) with fine and coarse labels."""
+    base = Path(root) / "cifar100" / "cifar-100-python"
+    base.mkdir(parents=True, exist_ok=True)
+    x_tr, y_tr = make_images(n_train, seed), make_labels(n_train, 100, seed)
+    x_te, y_te = make_images(n_test, seed + 1), make_labels(n_test, 100, seed + 1)
+    for fname, x, y in (("train", x_tr, y_tr), ("test", x_te, y_te)):
+        _pickle(base / fname, {
+            "filenames": [f"{fname}_{i}.png" for i in range(len(y))],
+            "batch_label": f"{fname}ing batch 1 of 1",
+            "fine_labels": [int(v) for v in y],
+            "coarse_labels": [int(v) // 5 for v in y],
+            "data": _cifar_rows(x),
+        })
+    _pickle(base / "meta", {
+        "fine_label_names": [f"class_{i:02d}" for i in range(100)],
+        "coarse_label_names": [f"super_{i:02d}" for i in range(20)],
+    })
+    return Split(x_tr, y_tr), Split(x_te, y_te)
+
+
+def make_svhn_dir(root: str | Path, n_train: int = 20, n_test: int = 10,
+                  seed: int = 0) -> tuple[Split, Split]:
+    """Write ``root/svhn/{train,test}_32x32.mat`` like the official files.
+
+    ``X`` is uint8 (32, 32, 3, N) and ``y`` uint8 (N, 1) with digit 0 stored as label 10;
+    the returned splits hold what the suite should load: NHWC images, digit 0 as label 0.
+    """
+    from scipy.io import savemat
+
+    folder = Path(root) / "svhn"
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for fname, n, s in (("train_32x32.mat", n_train, seed), ("test_32x32.mat", n_test, seed + 1)):
+        x, y = make_images(n, s), make_labels(n, 10, s)
+        mat_y = np.where(y == 0, 10, y).astype(np.uint8).reshape(n, 1)
+        savemat(folder / fname, {"X": np.ascontiguousarray(x.transpose(1, 2, 3, 0)), "y": mat_y})
+        out.append(Split(x, y))
+    return out[0], out[1]
+
+
+def write_prepared(root: str | Path, name: str, train: Split, test: Split) -> Path:
+    """Write arrays as a prepared dataset ``root/<name>/{train,test}.npz``; returns the folder.
+
+    Each file is replaced atomically, so a concurrent reader sees no file or a whole one.
+    """
+    folder = Path(root) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    write_npz_atomic(folder / "train.npz", train.x, train.y)
+    write_npz_atomic(folder / "test.npz", test.x, test.y)
+    return folder
+
+
+def make_prepared(root: str | Path, name: str, n_train: int = 40, n_test: int = 20,
+                  num_classes: int = 10, seed: int = 0, size: int = 32) -> tuple[Split, Split]:
+    """Write a random prepared dataset ``root/<name>/{train,test}.npz`` (x uint8 NHWC, y int64)."""
+    train = Split(make_images(n_train, seed, size), make_labels(n_train, num_classes, seed))
+    test = Split(make_images(n_test, seed + 1, size), make_labels(n_test, num_classes, seed + 1))
+    write_prepared(root, name, train, test)
+    return train, test
+
+
+def write_smoke_dataset(name: str, root: str | Path) -> Path:
+    """Write smoke dataset ``name`` (a key of :data:`SMOKE_DATASETS`) under ``root``.
+
+    Deterministic (fixed seed), so two runners writing it at once write identical bytes,
+    and atomic per file. If writing fails, a folder this call created is removed again:
+    a failed attempt leaves no empty (or half-filled) data folder behind.
+    """
+    classes, n_train, n_test = SMOKE_DATASETS[name]
+    root = Path(root)
+    created = [p for p in (root, root / name) if not p.exists()]
+    try:
+        make_prepared(root, name, n_train=n_train, n_test=n_test, num_classes=classes,
+                      seed=_SMOKE_SEEDS[name])
+    except BaseException:
+        for p in reversed(created):
+            shutil.rmtree(p, ignore_errors=True)
+        raise
+    return root / name
+
+
+def describe_smoke_data() -> str:
+    """One line saying what the smoke datasets are (printed by ``prepare`` and ``make smoke``)."""
+    sets = ", ".join(f"{n} ({c} classes, {tr}/{te} train/test)" for n, (c, tr, te) in SMOKE_DATASETS.items())
+    return (f"smoke data: {sets}: random 32x32 RGB images written by the suite (no download), "
+            f"not real data; smoke results check the pipeline, their accuracies mean nothing")
