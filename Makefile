@@ -13,7 +13,7 @@ RUN = $(PY) -m benchmarks run --data-root $(DATA_ROOT) --device $(DEVICE) --jobs
 # A dry run (--dry-run in ARGS) trains nothing, so there is nothing to plot: it only prints.
 run_and_plot = $(RUN) $(1)$(if $(findstring --dry-run,$(ARGS)),,; s=$$?; [ $$s -eq 2 ] && exit 2; $(PY) -m plots $(1) || exit $$?; exit $$s)
 
-.PHONY: install test reproduce ablation-bank fair smoke cpu-mini plots perf gpu-check flops clean-venv
+.PHONY: install test test-slurm reproduce ablation-bank fair smoke cpu-mini plots perf gpu-check flops clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ install: $(VENV)/.installed
 
 test: install
 	$(PY) -m pytest -q
+
+# The SLURM launcher against a real single-node SLURM started on localhost for the tests
+# (root; installs slurm-wlm and munge when missing). Not part of `make test`.
+test-slurm: install
+	@tests/slurm/ensure-slurm.sh
+	$(PY) -m pytest -q tests/slurm
 
 reproduce: install
 	$(call run_and_plot,paper)

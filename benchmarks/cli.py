@@ -47,8 +47,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--gpus", dest="gpus_per_task", type=int, default=1)
     s.add_argument("--cpus", dest="cpus_per_task", type=int, default=8)
     s.add_argument("--mem-gb", type=int, default=32)
-    s.add_argument("--array-parallelism", type=int, default=64)
+    s.add_argument("--array-parallelism", type=int, default=64,
+                   help="at most this many runs of the array at once (sbatch --array=...%%K; default 64)")
     s.add_argument("--wait", action="store_true", help="wait for the SLURM array to finish")
+    s.add_argument("--slurm-account", default=None, help="sbatch --account (default: your default account)")
+    s.add_argument("--slurm-qos", default=None, help="sbatch --qos (default: the partition's)")
+    s.add_argument("--slurm-constraint", default=None, help="sbatch --constraint, e.g. a100")
+    s.add_argument("--sbatch", dest="sbatch", action="append", default=[], metavar="FLAG[=VALUE]",
+                   help="any other sbatch flag, repeatable: --sbatch mail-type=END --sbatch exclusive")
+    s.add_argument("--slurm-setup", dest="slurm_setup", action="append", default=[], metavar="LINE",
+                   help="shell line run in the batch script first, repeatable: --slurm-setup 'module load cuda'")
+    s.add_argument("--signal-delay", dest="signal_delay_s", type=int, default=90, metavar="SECONDS",
+                   help="SLURM warns a job this long before its time limit; it then requeues itself "
+                        "(default 90, at most half of --time)")
     s.add_argument("--slurm-cluster", default=None, help=argparse.SUPPRESS)  # "local" in tests
     p = sub.add_parser("prepare", help="build a prepared dataset: cifar10-5k, or smoke-data")
     p.add_argument("name", help="cifar10-5k (from the official CIFAR-10), or smoke-data (the synthetic "
@@ -140,19 +151,40 @@ def cmd_run(args: argparse.Namespace) -> int:
         slurm = runner.SlurmOptions(partition=args.partition, time_min=args.time_min,
                                     gpus_per_task=args.gpus_per_task, cpus_per_task=args.cpus_per_task,
                                     mem_gb=args.mem_gb, array_parallelism=args.array_parallelism,
-                                    cluster=args.slurm_cluster, wait=args.wait)
+                                    cluster=args.slurm_cluster, wait=args.wait,
+                                    account=args.slurm_account, qos=args.slurm_qos,
+                                    constraint=args.slurm_constraint, sbatch=tuple(args.sbatch),
+                                    setup=tuple(args.slurm_setup), signal_delay_s=args.signal_delay_s)
+        _check_slurm_options(slurm)
         opts = runner.RunOptions(**{**opts.__dict__, "progress": False, "log_epochs": True})
         jobs = runner.run_slurm(pending, opts, slurm, Path(args.results) / mat.name / ".submitit")
         print(f"submitted {len(jobs)} runs of {mat.name} as job array {jobs[0].job_id.split('_')[0]} "
-              f"(logs in {args.results}/{mat.name}/.submitit); re-run with --dry-run to see progress")
+              f"(logs in {args.results}/{mat.name}/.submitit); re-run with --dry-run to see progress",
+              flush=True)
         if not args.wait:
             return 0
-        for job in jobs:
-            job.result()
+        from .slurm import wait_for
+        wait_for(jobs, pending, opts)
         return _exit_code(specs, opts)
 
     _run_with_progress(mat.name, pending, opts, args.jobs, done, len(specs))
     return _exit_code(specs, opts)
+
+
+def _check_slurm_options(slurm: Any) -> None:
+    """One line per bad SLURM option (before anything is submitted or written)."""
+    from .slurm import sbatch_flags
+
+    problems = [f"--{name} {value}: must be >= {low}" for name, value, low in (
+        ("time", slurm.time_min, 1), ("cpus", slurm.cpus_per_task, 1), ("gpus", slurm.gpus_per_task, 0),
+        ("mem-gb", slurm.mem_gb, 1), ("array-parallelism", slurm.array_parallelism, 1),
+        ("signal-delay", slurm.signal_delay_s, 1)) if value < low]
+    try:
+        sbatch_flags(list(slurm.sbatch))
+    except UserError as e:
+        problems += e.problems
+    if problems:
+        raise UserError(*problems)
 
 
 def _run_with_progress(name: str, pending: list, opts: Any, jobs: int, done: int, total: int) -> None:

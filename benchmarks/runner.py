@@ -284,6 +284,8 @@ def _pool(specs: list[RunSpec], opts_dict: dict[str, Any], jobs: int, ctx: Any, 
 # --- SLURM ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SlurmOptions:
+    """sbatch settings of a matrix's job array (README "Running on a SLURM cluster")."""
+
     partition: Optional[str] = None
     time_min: int = 240
     gpus_per_task: int = 1
@@ -292,26 +294,63 @@ class SlurmOptions:
     array_parallelism: int = 64
     cluster: Optional[str] = None  # None = auto (slurm if sbatch exists); "local" for tests
     wait: bool = False
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    constraint: Optional[str] = None
+    sbatch: tuple[str, ...] = ()      # extra sbatch flags, "name=value" or "name"
+    setup: tuple[str, ...] = ()       # shell lines run in the batch script before the task
+    signal_delay_s: int = 90          # SLURM's warning signal this long before the time limit
+
+
+#: Upper bound on submitit's count of time-outs per task: our own rule (benchmarks/slurm.py,
+#: no new epoch in MAX_STALLS jobs in a row) is what stops a run that cannot progress.
+MAX_TIMEOUTS = 10_000
+
+
+def slurm_parameters(specs: list[RunSpec], slurm: SlurmOptions) -> dict[str, Any]:
+    """submitit ``update_parameters`` arguments for a real SLURM cluster."""
+    from .slurm import sbatch_flags
+
+    params: dict[str, Any] = {
+        "timeout_min": slurm.time_min, "name": f"impon-{specs[0]['matrix']}",
+        "slurm_array_parallelism": slurm.array_parallelism, "cpus_per_task": slurm.cpus_per_task,
+        "mem_gb": slurm.mem_gb,
+        # the warning signal must fall inside the job, or it arrives before the task starts
+        "slurm_signal_delay_s": min(slurm.signal_delay_s, max(1, slurm.time_min * 60 // 2)),
+    }
+    if slurm.gpus_per_task > 0:  # "--gpus-per-node=0" is not valid on every cluster
+        params["gpus_per_node"] = slurm.gpus_per_task
+    for key, value in (("partition", slurm.partition), ("account", slurm.account),
+                       ("qos", slurm.qos), ("constraint", slurm.constraint)):
+        if value:
+            params[f"slurm_{key}"] = value
+    extra = sbatch_flags(list(slurm.sbatch))
+    if extra:
+        params["slurm_additional_parameters"] = extra
+    if slurm.setup:
+        params["slurm_setup"] = list(slurm.setup)
+    return params
 
 
 def run_slurm(specs: list[RunSpec], opts: RunOptions, slurm: SlurmOptions, folder: Path) -> list[Any]:
     """Submit ``specs`` as one SLURM job array through submitit; returns the jobs.
 
-    Each array task runs ``execute`` (same lock, skip and resume rules as a local runner).
+    Each array task is a ``slurm.RunTask``: it runs ``execute`` (same lock, skip and resume
+    rules as a local runner) and requeues itself on SLURM's time-limit or preemption signal.
     """
     import submitit
 
-    executor = submitit.AutoExecutor(folder=str(folder), cluster=slurm.cluster)
-    params: dict[str, Any] = {"timeout_min": slurm.time_min, "name": f"impon-{specs[0]['matrix']}"}
-    if executor.cluster == "slurm":
-        params.update(slurm_array_parallelism=slurm.array_parallelism,
-                      gpus_per_node=slurm.gpus_per_task, cpus_per_task=slurm.cpus_per_task,
-                      mem_gb=slurm.mem_gb)
-        if slurm.partition:
-            params["slurm_partition"] = slurm.partition
+    from .slurm import RunTask
+
+    params = slurm_parameters(specs, slurm)  # raises UserError before anything is written
+    executor = submitit.AutoExecutor(folder=str(folder), cluster=slurm.cluster,
+                                     slurm_max_num_timeout=MAX_TIMEOUTS)
+    if executor.cluster != "slurm":
+        params = {"timeout_min": slurm.time_min, "name": params["name"]}
     executor.update_parameters(**params)
     opts_dict = asdict(opts)
-    jobs = executor.map_array(execute_dict, [s.to_dict() for s in specs], [opts_dict] * len(specs))
+    with executor.batch():
+        jobs = [executor.submit(RunTask(s.to_dict(), opts_dict, slurm.time_min)) for s in specs]
     return jobs
 
 
