@@ -156,6 +156,7 @@ def load_splits(
                     f"{', '.join(BUILTIN)}")
         train, test = (_read_npz(p, name) for p in files)
         source = "prepared"
+        _check_shapes(name, folder, train, test)  # before labels: a shape error says more
         num_classes = prepared_num_classes(name, folder, train, test)
 
     _check_pair(name, folder, train, test, num_classes)
@@ -371,10 +372,14 @@ def _read_npz(path: Path, name: str) -> Split:
     return Split(x=np.ascontiguousarray(x), y=np.ascontiguousarray(y), num_classes=num_classes)
 
 
-def _check_pair(name: str, folder: Path, train: Split, test: Split, num_classes: int) -> None:
+def _check_shapes(name: str, folder: Path, train: Split, test: Split) -> None:
     if train.x.shape[1:] != test.x.shape[1:]:
         raise UserError(f"{name}: train images are {train.x.shape[1:]} but test images are "
                         f"{test.x.shape[1:]} (in {folder}); both splits need the same H, W, 3")
+
+
+def _check_pair(name: str, folder: Path, train: Split, test: Split, num_classes: int) -> None:
+    _check_shapes(name, folder, train, test)
     for split, what in ((train, "train"), (test, "test")):
         top = int(split.y.max())
         if top >= num_classes:

@@ -128,9 +128,10 @@ def test_defaults_depend_on_the_device():
 
 
 def test_make_perf_defaults_run_end_to_end_on_cpu(capsys):
-    """`make perf` at its CPU defaults, shrunk only in steps/rounds/size to stay a unit test:
+    """`make perf` at its CPU defaults, shrunk only in steps/rounds/size to stay a unit test
+    (512 images: RHO-LOSS needs a big batch > b from its non-holdout half):
     every sampler of the registry, the model entry, progress lines and the efficiency line."""
-    res = perf.main(["--device", "cpu", "--width", "0.0625", "--n-train", "256", "--steps", "1",
+    res = perf.main(["--device", "cpu", "--width", "0.0625", "--n-train", "512", "--steps", "1",
                      "--rounds", "1", "--warmup", "1", "--threads", "1", "--no-conventional"])
     captured = capsys.readouterr()
     assert set(res["samplers"]) == set(perf.SAMPLERS)

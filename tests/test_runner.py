@@ -74,10 +74,26 @@ def test_shards_partition_the_runs():
         shard(runs, "4/4")
 
 
+def _register_raising_sampler() -> None:
+    """A sampler that fails mid-run (bad input such as a bank larger than the training set
+    is now refused before anything runs, so it cannot play this part)."""
+    import samplers
+    from samplers.uniform import Uniform
+
+    if "test_raises_in_training" in samplers.available():
+        return
+
+    @samplers.register("test_raises_in_training")
+    class RaisesInTraining(Uniform):
+        def next_batch(self, ctx):
+            raise RuntimeError("boom in epoch 1")
+
+
 def test_failing_and_diverging_runs_do_not_stop_the_matrix(tmp_path, tiny_root, tiny_defaults, capsys):
+    _register_raising_sampler()
     grid = {"arm": [
         {"name": "explodes", "optimizer": {"name": "sgd", "lr": 1.0e12}, "schedule": {"name": "constant"}},
-        {"name": "raises", "sampler": {"name": "impon", "bank_size": 1000}},  # bank > training set
+        {"name": "raises", "sampler": {"name": "test_raises_in_training"}},
         {"name": "fine"},
     ]}
     m = write_matrix(tmp_path / "m.yaml", {**tiny_defaults, "epochs": 1}, grid)
@@ -88,7 +104,7 @@ def test_failing_and_diverging_runs_do_not_stop_the_matrix(tmp_path, tiny_root, 
     by_arm = {k.split("-")[1]: v for k, v in st.items()}
     assert by_arm == {"explodes": "diverged", "raises": "failed", "fine": "done"}
     failed = next(p for p in (tmp_path / "r" / "t").glob("tiny-raises*/run.json"))
-    assert "bank_size 1000 > n_train 96" in json.loads(failed.read_text())["error"]
+    assert "boom in epoch 1" in json.loads(failed.read_text())["error"]
     # Re-running retries only the failed run; done and diverged ones are finished.
     capsys.readouterr()
     rc = main(["run", str(m), "--data-root", str(tiny_root), "--results", str(tmp_path / "r"),
@@ -209,7 +225,7 @@ def test_deleting_lock_folders_mid_run_does_not_let_a_second_runner_train(tmp_pa
         first.wait()
 
 
-def test_a_run_that_never_starts_leaves_no_folder(tmp_path, tiny_defaults):
+def test_a_run_that_never_starts_leaves_only_its_failure_record(tmp_path, tiny_defaults):
     from benchmarks.config import RunSpec
     from benchmarks.runner import RunOptions, execute, run_dir
 
@@ -218,7 +234,10 @@ def test_a_run_that_never_starts_leaves_no_folder(tmp_path, tiny_defaults):
                       device="cpu")
     out = execute(spec, opts)
     assert out.status == "failed" and "no file" in out.error
-    assert not run_dir(opts, spec).exists()
+    # The failed setup is recorded (so the report lists it), and nothing else is left.
+    folder = run_dir(opts, spec)
+    assert sorted(p.name for p in folder.iterdir() if p.name != ".lock") == ["run.json"]
+    assert json.loads((folder / "run.json").read_text())["status"] == "failed"
 
 
 def test_lock_file_names_its_holder_and_sits_in_the_run_folder(tmp_path, tiny_defaults):

@@ -30,6 +30,9 @@ import samplers
 SAMPLER_OVERRIDES: dict[str, dict[str, Any]] = {
     "impon": {"name": "impon", "select": "highest"},
     "impon_low": {"name": "impon", "select": "lowest"},
+    # IL model trained 1 epoch: its once-per-run cost is not part of a step time. n_big is
+    # set in make_spec (10b, the paper's default, capped by the non-holdout half).
+    "rho_loss": {"name": "rho_loss", "il_epochs": 1},
 }
 
 
@@ -66,6 +69,8 @@ def make_spec(label: str, args: argparse.Namespace, dataset: str,
     sampler = dict(SAMPLERS[label])
     if label in BANKED:
         sampler["bank_size"] = args.bank_size
+    if sampler["name"] == "rho_loss" and getattr(args, "n_train", None):
+        sampler["n_big"] = max(args.batch_size + 1, min(10 * args.batch_size, args.n_train // 2))
     return RunSpec.from_dict({
         "matrix": "perf", "arm": label, "dataset": dataset, "subset": subset,
         "seed": args.seed, "epochs": 1, "batch_size": args.batch_size,
