@@ -74,10 +74,19 @@ def test_shards_partition_the_runs():
         shard(runs, "4/4")
 
 
-def test_failing_and_diverging_runs_do_not_stop_the_matrix(tmp_path, tiny_root, tiny_defaults, capsys):
+def test_failing_and_diverging_runs_do_not_stop_the_matrix(tmp_path, tiny_root, tiny_defaults, capsys,
+                                                         monkeypatch):
+    # A bank larger than the training set is now refused before anything runs (exit 2), so
+    # the failing run fails inside training: its sampler raises at the first epoch.
+    from samplers.impon import Impon
+
+    def boom(self, epoch, ctx):
+        raise RuntimeError("sampler exploded in start_epoch")
+
+    monkeypatch.setattr(Impon, "start_epoch", boom)
     grid = {"arm": [
         {"name": "explodes", "optimizer": {"name": "sgd", "lr": 1.0e12}, "schedule": {"name": "constant"}},
-        {"name": "raises", "sampler": {"name": "impon", "bank_size": 1000}},  # bank > training set
+        {"name": "raises", "sampler": {"name": "impon", "bank_size": 64}},
         {"name": "fine"},
     ]}
     m = write_matrix(tmp_path / "m.yaml", {**tiny_defaults, "epochs": 1}, grid)
@@ -88,7 +97,7 @@ def test_failing_and_diverging_runs_do_not_stop_the_matrix(tmp_path, tiny_root, 
     by_arm = {k.split("-")[1]: v for k, v in st.items()}
     assert by_arm == {"explodes": "diverged", "raises": "failed", "fine": "done"}
     failed = next(p for p in (tmp_path / "r" / "t").glob("tiny-raises*/run.json"))
-    assert "bank_size 1000 > n_train 96" in json.loads(failed.read_text())["error"]
+    assert "sampler exploded in start_epoch" in json.loads(failed.read_text())["error"]
     # Re-running retries only the failed run; done and diverged ones are finished.
     capsys.readouterr()
     rc = main(["run", str(m), "--data-root", str(tiny_root), "--results", str(tmp_path / "r"),
