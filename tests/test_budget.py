@@ -204,3 +204,54 @@ def test_committed_runs_keep_their_ids_under_the_current_schema():
     for path in folders:
         recorded = json.loads(path.read_text())
         assert RunSpec.from_dict(recorded["spec"]).run_id == path.parent.name, path
+
+
+# --------------------------------------------------------------------------- matrices
+
+
+def test_budget_matrices_expand_as_documented():
+    from benchmarks import matrix
+    runs = matrix.load("budget").runs
+    assert len(runs) == 3 * 5 * 5 * 3
+    assert sorted({r["budget"] for r in runs}) == [0.2, 0.3, 0.5, 0.7, 1.0]
+    assert {r["arm"] for r in runs} == {"unif_sgd", "p_sgd", "c_sgd", "impon", "selective_backprop"}
+    cpu = matrix.load("cpu_budget").runs
+    assert len({r["seed"] for r in cpu}) >= 3 and {r["dataset"] for r in cpu} == {"cifar10-5k"}
+    beta0 = [r for r in cpu if r["arm"] == "selective_backprop_beta0"]
+    assert beta0 and all(r["sampler"]["beta"] == 0 for r in beta0)
+    paper = {r["arm"]: r for r in matrix.load("paper").runs}
+    assert paper["sgd"]["optimizer"]["weight_decay"] == 1e-4
+    assert paper["selective_backprop"]["sampler"]["score_mode"] == "eval"
+    assert paper["selective_backprop"]["sampler"]["prime_epochs"] == 1
+    assert paper["p_sgd"]["sampler"]["replacement"] is False
+
+
+def test_cpu_budget_matrix_runs_end_to_end_on_tiny_data(tiny_root, tmp_path):
+    """cpu_budget's arms, shrunk to smoke size (every arm at budget 0.5, two at 1.0),
+    through the trainer and plots.budget: every run finishes with int(f*n/b) steps and the
+    budget figure is drawn from the run folders."""
+    from benchmarks import matrix
+    from plots import budget
+    from plots.aggregate import load_matrix
+    over = {"dataset": "tiny", "epochs": 1, "batch_size": 16, "eval_batch_size": 64}
+    runs = [r for r in matrix.load("cpu_budget").runs
+            if r["seed"] == 0 and (r["budget"] == 0.5
+                                   or (r["budget"] == 1.0 and r["arm"] in ("unif_sgd", "p_sgd")))]
+    assert len(runs) == 8
+    root = tmp_path / "results" / "cpu_budget"
+    for r in runs:
+        raw = r.to_dict()
+        raw.update(over)
+        raw["model"]["width"] = 0.0625
+        if r["sampler"]["name"] == "selective_backprop":
+            raw["sampler"]["history"] = 64
+        if r["sampler"]["name"] == "impon":
+            raw["sampler"]["bank_size"] = 64             # the bank must fit 96 examples
+        spec = RunSpec.from_dict(raw)
+        assert train_one(spec, root / spec.run_id, data_root=tiny_root, download=False,
+                         device="cpu").status == "done"
+        steps = len(pd.read_csv(root / spec.run_id / "iterations.csv"))
+        assert steps == int(96 * spec["budget"] / 16)
+    fig = budget.budget_accuracy(load_matrix(root), root / "figures")
+    assert fig is not None and (root / "figures" / "budget_accuracy.png").exists()
+    assert len(budget.budget_table(load_matrix(root))) == 8
