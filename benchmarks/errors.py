@@ -5,6 +5,9 @@ The CLI prints its message on one line (no traceback) and exits with code 2. Rai
 """
 from __future__ import annotations
 
+import sys
+from typing import Any, Callable, Optional, Sequence
+
 
 class UserError(Exception):
     """Bad input: message says what is wrong and how to fix it."""
@@ -24,3 +27,15 @@ class RunFolderError(Exception):
     or the data changed since it started). Not bad input: the run is recorded as failed
     and the matrix goes on. The message is one line ending with the command that restarts
     the run from scratch (see :func:`benchmarks.run_files.restart_hint`)."""
+
+
+def cli_exit(main: Callable[[Optional[Sequence[str]]], Any],
+             argv: Optional[Sequence[str]] = None) -> int:
+    """Run a command-line ``main(argv)``: 0 on success; bad input prints one ``error:``
+    line on stderr and gives 2 (the exit-code contract every command of the suite keeps)."""
+    try:
+        main(argv)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0

@@ -30,7 +30,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import models
 
-from .errors import UserError
+from .errors import UserError, cli_exit
 
 #: NVIDIA H100 SXM5 datasheet: BF16 Tensor Core, dense (without sparsity), TFLOPS.
 H100_SXM_BF16_DENSE_TFLOPS = 989.4
@@ -105,12 +105,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
 
 
 def cli(argv: Optional[Sequence[str]] = None) -> int:
-    try:
-        main(argv)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return cli_exit(main, argv)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ from typing import Any, Optional, Sequence
 import torch
 
 from . import estimate, io, perf, provenance
-from .errors import UserError
+from .errors import UserError, cli_exit
 
 #: The tests that skip without CUDA (pytest ``-k`` over these files).
 CUDA_TESTS = ["tests/test_perf.py", "tests/test_samplers_common.py", "tests/test_data.py"]
@@ -222,12 +222,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
 
 
 def cli(argv: Optional[Sequence[str]] = None) -> int:
-    try:
-        main(argv)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return cli_exit(main, argv)
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ from typing import Any, Optional, Sequence
 import torch
 
 
-from ..errors import UserError
+from ..errors import UserError, cli_exit
 from ..train import Trainer, resolve_device
 
 from .pipeline import CONVENTIONAL, PREFETCH_FACTOR, ConventionalEntry
@@ -209,9 +209,4 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
 
 
 def cli(argv: Optional[Sequence[str]] = None) -> int:
-    try:
-        main(argv)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return cli_exit(main, argv)
