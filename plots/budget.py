@@ -19,6 +19,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .aggregate import MatrixResults, atomic_path
+from .figures import save
 from .style import arm_colour, arm_order, paper_style
 
 STEM = "budget_accuracy"
@@ -87,20 +88,8 @@ def budget_accuracy(res: MatrixResults, out_dir: Path | None = None) -> Figure |
         fig.suptitle(f"{res.matrix}: final test accuracy vs budget", fontsize=10)
         fig.text(0.5, -0.02, CAPTION, ha="center", va="top", fontsize=7, wrap=True)
     if out_dir is not None:
-        save_figure(fig, Path(out_dir))
+        save(fig, Path(out_dir), STEM)
     return fig
-
-
-def save_figure(fig: Figure, out_dir: Path) -> list[Path]:
-    """PNG (150 dpi) and PDF, each written atomically; no PDF date (reproducible bytes)."""
-    paths = []
-    for fmt in ("png", "pdf"):
-        path = out_dir / f"{STEM}.{fmt}"
-        meta = {"CreationDate": None} if fmt == "pdf" else None
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight", metadata=meta)
-        paths.append(path)
-    return paths
 
 
 def _cell(mean: float, std: float, seeds: int) -> str:

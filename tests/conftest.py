@@ -44,3 +44,19 @@ TINY_DEFAULTS = {
 def tiny_defaults() -> dict:
     import copy
     return copy.deepcopy(TINY_DEFAULTS)
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder``: "nothing on disk changed" is equality."""
+    import hashlib
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def run_cli(capsys, matrix, root, results, *extra):
+    """``benchmarks run MATRIX`` in-process on CPU without downloads: (rc, stdout, stderr)."""
+    from benchmarks.cli import main
+    rc = main(["run", str(matrix), "--data-root", str(root), "--results", str(results),
+               "--no-download", "--device", "cpu", *extra])
+    out = capsys.readouterr()
+    return rc, out.out, out.err

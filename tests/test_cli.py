@@ -10,19 +10,10 @@ import pytest
 from benchmarks.cli import main
 from benchmarks.config import RunSpec, parse_set, resolve
 from benchmarks.errors import UserError
-from conftest import write_matrix
+from conftest import write_matrix, run_cli, snapshot
 
 
-def _snapshot(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def _cli(capsys, matrix, root, results, *extra):
-    rc = main(["run", str(matrix), "--data-root", str(root), "--results", str(results),
-               "--no-download", "--device", "cpu", *extra])
-    out = capsys.readouterr()
-    return rc, out.out, out.err
+_snapshot, _cli = snapshot, run_cli  # helpers shared by the CLI tests (tests/conftest.py)
 
 
 @pytest.fixture

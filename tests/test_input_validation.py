@@ -20,21 +20,12 @@ from benchmarks.cli import main
 from benchmarks.config import RunSpec, parse_set
 from benchmarks.data import load_splits
 from benchmarks.errors import UserError
-from conftest import write_matrix
+from conftest import write_matrix, run_cli, snapshot
 from data_fixtures import make_images
 from results_fixtures import FakeRun, write_run
 
 
-def _snapshot(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def _cli(capsys, matrix, root, results, *extra):
-    rc = main(["run", str(matrix), "--data-root", str(root), "--results", str(results),
-               "--no-download", "--device", "cpu", *extra])
-    out = capsys.readouterr()
-    return rc, out.out, out.err
+_snapshot, _cli = snapshot, run_cli  # helpers shared by the CLI tests (tests/conftest.py)
 
 
 def _one_line_exit_2(rc: int, err: str, needle: str) -> None:
