@@ -232,8 +232,10 @@ class Trainer:
 
     def train_step(self, lr: float) -> torch.Tensor:
         """One optimisation step on the sampler's next batch; returns the batch's mean loss
-        as a 0-dim device tensor. Never synchronises with the host (tested under
-        ``torch.cuda.set_sync_debug_mode("error")`` when CUDA is present)."""
+        as a 0-dim device tensor. Never synchronises with the host, except a sampler's
+        documented, counted syncs (Selective Backprop per scored chunk, upper-bound IS per
+        step): checked on CPU by the op recorder of tests/test_sync.py for every sampler,
+        and under ``torch.cuda.set_sync_debug_mode("error")`` when CUDA is present."""
         c = self.counters
         for group in self.optimizer.param_groups:
             group["lr"] = lr

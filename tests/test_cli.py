@@ -1,7 +1,6 @@
 """Bad input: one line per problem, exit code 2, no traceback, nothing on disk changed."""
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np

@@ -6,7 +6,6 @@ Items: 4 (labels and the class count), 7 (value ranges; setup failures recorded)
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
