@@ -1,4 +1,4 @@
-"""``python -m benchmarks run MATRIX ...`` (DESIGN §8).
+"""``python -m benchmarks run MATRIX ...``.
 
 Exit codes: 0 every run of the matrix (or shard) is done; 1 some run failed, diverged or
 was left to another runner; 2 bad input (one line per problem, no traceback, nothing

@@ -1,4 +1,4 @@
-"""Matrix files (DESIGN §3): ``defaults`` + ``grid`` axes -> the list of RunSpecs.
+"""Matrix files: ``defaults`` + ``grid`` axes -> the list of RunSpecs.
 
 Validation reports *every* problem at once, each with the path where the user wrote the
 offending key (``grid.arm[3].sampler.bank_sise: unknown key (did you mean bank_size?)``),

@@ -1,6 +1,6 @@
 """``train_one``: one run of a RunSpec, from data to ``results/<matrix>/<run_id>/``.
 
-The loop (DESIGN §4) keeps the GPU busy: data, augmentation, losses and counters stay on
+The loop keeps the GPU busy: data, augmentation, losses and counters stay on
 the device, and the host reads them back once per epoch (``.tolist()`` of the epoch's loss
 buffer, the evaluation sums). Nothing inside the step synchronises.
 

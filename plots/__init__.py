@@ -1,4 +1,4 @@
-"""Turn a matrix's run folders into ``summary.csv``, figures and ``report.md`` (DESIGN §9).
+"""Turn a matrix's run folders into ``summary.csv``, figures and ``report.md`` (README "Plots and statistics").
 
 ``python -m plots MATRIX`` (or ``make plots MATRIX=...``) does everything; the pieces:
 

@@ -32,7 +32,7 @@ from benchmarks.io import temp_sibling
 #: (usually reduced) dataset, and figures must say so.
 BUILTIN_DATASETS: dict[str, str] = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN"}
 
-#: The columns the trainer writes (DESIGN §7). Extra columns (sampler metrics) are kept.
+#: The columns the trainer writes (README "Outputs"). Extra columns (sampler metrics) are kept.
 ITERATION_COLUMNS = ("iteration", "epoch", "loss", "lr", "backprops", "forwards")
 EPOCH_COLUMNS = ("epoch", "iteration", "train_loss", "test_loss", "test_acc", "backprops",
                  "forwards", "train_seconds", "eval_seconds")

@@ -1,4 +1,4 @@
-"""Write fake-but-well-formed run folders (DESIGN §7) with curves the test chooses.
+"""Write fake-but-well-formed run folders (README "Outputs") with curves the test chooses.
 
 Why: the plotting tests must check *what is drawn* against numbers known in advance,
 and the runner's tests need result folders without training anything. Both use this.

@@ -168,7 +168,7 @@ NO_SYNC_SAMPLERS = [s for s in perf.SAMPLERS if s != "selective_backprop"]
 @pytest.mark.parametrize("amp", ["off", "bf16"])
 @pytest.mark.parametrize("label", NO_SYNC_SAMPLERS)
 def test_train_step_never_syncs_on_cuda(label: str, amp: str, tmp_path: Path):
-    """DESIGN §4: nothing in the training step forces a device->host sync.
+    """Nothing in the training step forces a device->host sync.
 
     Selective Backprop is exempt (documented in samplers.selective_backprop: how many
     candidate chunks it scores depends on its keep decisions, one small sync per chunk).

@@ -1,4 +1,4 @@
-"""IMPON: every rule of DESIGN §6 on small inputs whose answer is known."""
+"""IMPON: every rule in the README's "Methods" and samplers/impon.py on small inputs whose answer is known."""
 from __future__ import annotations
 
 import math

@@ -11,7 +11,7 @@ from ..config import RunSpec
 
 from .timing import MIB, MODEL, Device, Entry
 
-#: Samplers held to "step time <= TARGET_RATIO x uniform" (DESIGN: selection must be cheap).
+#: Samplers held to "step time <= TARGET_RATIO x uniform" (selection must be cheap next to the step it saves).
 TARGETED = ("impon", "impon_low", "p_sgd", "c_sgd")
 TARGET_RATIO = 1.05
 #: Loop efficiency (pure model step / our step) these samplers should reach.
