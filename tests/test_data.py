@@ -455,6 +455,18 @@ def test_failed_smoke_data_write_leaves_no_folder(tmp_path: Path, monkeypatch) -
     assert not (tmp_path / "data").exists()
 
 
+def _blocked_on(inode: int, pid: int) -> bool:
+    """Whether /proc/locks shows ``pid`` waiting ("->") for a flock on ``inode``."""
+    for line in Path("/proc/locks").read_text().splitlines():
+        f = line.split()
+        if "->" in f and "FLOCK" in f:
+            rest = f[f.index("->") + 1:]        # FLOCK ADVISORY WRITE pid maj:min:inode ...
+            if len(rest) >= 5 and rest[3] == str(pid) and rest[4].rsplit(":", 1)[-1] == str(inode):
+                return True
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="needs Linux /proc/locks")
 def test_first_load_waits_for_another_runners_download(tmp_path: Path) -> None:
     # While another process holds the dataset's download lock (as during a download),
     # a loader that may download must wait, not fetch/extract into the same folder at once.
@@ -473,7 +485,14 @@ def test_first_load_waits_for_another_runners_download(tmp_path: Path) -> None:
         fcntl.flock(held, fcntl.LOCK_EX)
         proc = subprocess.Popen([sys.executable, "-c", code, str(tests), str(tmp_path)],
                                 cwd=tests.parent)
-        time.sleep(3.0)
+        # No sleep: the kernel lists a process blocked in flock() as a "->" line of
+        # /proc/locks naming the file's inode. Poll for that (or the child exiting early,
+        # which is the failure this test exists to catch).
+        inode = os.fstat(held.fileno()).st_ino
+        deadline = time.monotonic() + 120
+        while not _blocked_on(inode, proc.pid) and proc.poll() is None:
+            assert time.monotonic() < deadline, "loader neither waited on the lock nor exited"
+            time.sleep(0.05)
         assert proc.poll() is None, "loader did not wait for the download lock"
         assert not (folder / "train.npz").exists()
         fcntl.flock(held, fcntl.LOCK_UN)
