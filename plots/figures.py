@@ -43,6 +43,7 @@ STEMS = {
     "ablation": "ablation_accuracy_vs_bank_size",
     "seconds": "cost_accuracy_vs_seconds",
     "forwards": "cost_accuracy_vs_forwards",
+    "backprops": "cost_accuracy_vs_backprops",
     "paired": "paired_difference_vs_epoch",
     "diag_impon": "diagnostics_impon",
     "diag_selective_backprop": "diagnostics_selective_backprop",
@@ -393,6 +394,23 @@ def accuracy_vs_forwards(res: MatrixResults, out_dir: Path | None = None) -> Fig
                         mticker.EngFormatter(sep=""))
 
 
+def accuracy_vs_backprops(res: MatrixResults, out_dir: Path | None = None) -> Figure:
+    """Accuracy vs examples back-propagated: the cost selection methods claim to save.
+
+    Why beside the forwards figure: a method that selects by scoring spends forwards to
+    save backprops (Selective Backprop, RHO-LOSS), one that prunes saves both (InfoBatch);
+    only the two axes together show which price was paid.
+    """
+    caption = ("Test accuracy against the cumulative number of examples back-propagated "
+               "(column `backprops`: the target model's training examples plus any "
+               "auxiliary model's, e.g. RHO-LOSS's irreducible-loss model). One marker per "
+               "epoch; x = mean over seeds at that epoch. "
+               f"{band_text(res.epochs, clip=True)}")
+    return _cost_figure(res, "backprops", "examples back-propagated (cumulative)", caption,
+                        "Accuracy vs examples back-propagated", STEMS["backprops"], out_dir,
+                        mticker.EngFormatter(sep=""))
+
+
 # ------------------------------------------------------------------- bank ablation
 
 
@@ -704,6 +722,7 @@ def make_all(res: MatrixResults, out_dir: Path, ema_span: int | None = None,
         "ablation": lambda: ablation_summary(res, out_dir),
         "seconds": lambda: accuracy_vs_seconds(res, out_dir),
         "forwards": lambda: accuracy_vs_forwards(res, out_dir),
+        "backprops": lambda: accuracy_vs_backprops(res, out_dir),
         "paired": lambda: paired_difference_vs_epoch(res, list(pairs or []), out_dir),
         **{name: (lambda name=name: diagnostics_figure(res, name, out_dir))
            for name in DIAGNOSTICS},

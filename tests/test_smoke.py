@@ -71,7 +71,19 @@ def test_smoke_matrix_end_to_end(tmp_path, capsys):
             line = lines[info["spec"]["arm"]]
             np.testing.assert_allclose(line.get_xdata(), ep.epoch)
             np.testing.assert_allclose(line.get_ydata(), 100 * ep.test_acc, atol=1e-6)
-    for name in ("fig2", "fig3", "seconds", "forwards", "paired", "diag_impon",
+    # the backprops figure plots each run's cumulative `backprops` column against accuracy:
+    # Selective Backprop's line must end at its (smaller) backprop count, not its forwards
+    cost = outputs.figures["backprops"]
+    cost_axes = {ax.get_title().split()[0]: ax for ax in cost.axes if ax.get_visible()
+                 and ax.get_title()}
+    for run in runs:
+        info = json.loads((run / "run.json").read_text())
+        ax = cost_axes[info["spec"]["dataset"]]
+        line = {ln.get_label(): ln for ln in ax.lines}[info["spec"]["arm"]]
+        ep = pd.read_csv(run / "epochs.csv")
+        np.testing.assert_allclose(line.get_xdata(), ep.backprops)
+        np.testing.assert_allclose(line.get_ydata(), 100 * ep.test_acc, atol=1e-6)
+    for name in ("fig2", "fig3", "seconds", "forwards", "backprops", "paired", "diag_impon",
                  "diag_selective_backprop", "diag_psgd"):
         for fmt in ("png", "pdf"):
             assert (results / "smoke" / "figures" / f"{STEMS[name]}.{fmt}").stat().st_size > 0
