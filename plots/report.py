@@ -42,6 +42,7 @@ FIGURE_TITLES = {
     "ablation": "Bank-size ablation summary",
     "seconds": "Accuracy vs training wall-clock",
     "forwards": "Accuracy vs examples forwarded",
+    "backprops": "Accuracy vs examples back-propagated",
     "paired": "Paired difference vs epoch",
     "diag_impon": "Diagnostics — IMPON loss predictor",
     "diag_selective_backprop": "Diagnostics — Selective Backprop keep rate",
@@ -294,6 +295,39 @@ def _paired_section(res: MatrixResults, figures: FigureOutputs | None, panel: st
     return out
 
 
+def _method_notes(res: MatrixResults) -> list[str]:
+    """What a reader must know about a method to read its row fairly, with its numbers.
+
+    Why here: RHO-LOSS trains its target model on half the data and pays for an auxiliary
+    model before its first step; a table row alone would hide both. The counts are read
+    from the runs' own files (spec and ``epochs.csv``), not restated from the code.
+    """
+    runs = res.runs.loc[res.runs["included"]]
+    out: list[str] = []
+    for arm in sorted(set(runs.loc[runs["sampler"] == "rho_loss", "arm"])):
+        mine = runs.loc[runs["arm"] == arm]
+        ep = res.epochs.loc[res.epochs["run_id"].isin(mine["run_id"])]
+        first = ep.loc[ep["epoch"] == 1, "backprops"]
+        # the IL model's backprops: epoch 1's count beyond what a later epoch trains
+        per_epoch = ep.sort_values("epoch").groupby("run_id")["backprops"].apply(
+            lambda s: float(s.diff().iloc[-1]) if len(s) > 2 else np.nan)
+        il = first.mean() - per_epoch.mean()
+        spec = mine["flat_spec"].iloc[0]
+        n_train = mine["n_train"].dropna()
+        n = int(n_train.iloc[0]) if len(n_train) else None
+        half = f"{(n + 1) // 2:,} even-index examples of {n:,}" if n else "the even-index half"
+        out += [f"- **{arm}** (RHO-LOSS): the target model trains only on the {half}; the "
+                f"odd-index half is the irreducible-loss model's holdout and is never "
+                f"trained on by the target model. The IL model's training "
+                f"({spec.get('sampler.il_epochs', 'default')} epochs) and scoring are counted "
+                f"in epoch 1: about {il:,.0f} extra backprops per run"
+                + (" (epoch 1 minus a later epoch's count)." if np.isfinite(il) else ".")]
+    for arm in sorted(set(runs.loc[runs["sampler"] == "infobatch", "arm"])):
+        out += [f"- **{arm}** (InfoBatch): pruned epochs are shorter, so its runs train "
+                "fewer steps than the other arms; compare it against backprops, not epochs."]
+    return (["## Method notes", ""] + out + [""]) if out else []
+
+
 def _left_out_section(res: MatrixResults) -> list[str]:
     left = res.left_out
     out = ["## Runs left out", ""]
@@ -359,6 +393,7 @@ def render_report(res: MatrixResults, figures: FigureOutputs | None = None) -> s
         lines += _accuracy_section(res, panel)
         lines += _paired_section(res, figures, panel)
         lines += _cost_section(res, panel)
+    lines += _method_notes(res)
     lines += _ablation_section(res)
     lines += _figures_section(figures)
     lines += _left_out_section(res)
