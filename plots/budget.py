@@ -7,8 +7,9 @@ spread is visible without a band drawn from three numbers. Drawn only for matric
 runs span at least two budgets (runs written before the key existed count as budget 1).
 
 Also the Markdown section appended to ``report.md`` (a table per dataset: mean ± std over
-seeds per arm and budget). This module depends only on :mod:`plots.aggregate` and
-:mod:`plots.style`, so it stays independent of how the other figures are drawn.
+seeds per arm and budget). The figure uses the shared canvas of :mod:`plots.figures`
+(panels, a legend strip, a caption strip), so it reads like every other figure; what it
+draws depends only on :mod:`plots.aggregate` and :mod:`plots.style`.
 """
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from .aggregate import MatrixResults, atomic_path
-from .figures import save
+from .figures import finish_figure, panel_canvas, save
 from .style import arm_colour, arm_order, paper_style
 
 STEM = "budget_accuracy"
@@ -57,12 +59,13 @@ def budget_accuracy(res: MatrixResults, out_dir: Path | None = None) -> Figure |
         return None
     pts = final_accuracy(res)
     table = budget_table(res)
-    panels = res.panels
     arms = arm_order(pts["arm"].unique())
+    handles = [Line2D([], [], color=arm_colour(arm), marker="o", linewidth=1.6, markersize=4,
+                      label=arm) for arm in arms]
     with paper_style():
-        fig = Figure(figsize=(4.4 * len(panels), 3.9), layout="constrained")
-        axes = fig.subplots(1, len(panels), squeeze=False)[0]
-        for ax, panel in zip(axes, panels):
+        # the same canvas as every other figure: panels, then a legend strip, then the caption
+        canvas, axes = panel_canvas(res, len(arms), CAPTION)
+        for panel, ax in axes.items():
             for k, arm in enumerate(arms):
                 colour = arm_colour(arm)
                 line = table[(table["panel"] == panel) & (table["arm"] == arm)].sort_values("budget")
@@ -78,15 +81,9 @@ def budget_accuracy(res: MatrixResults, out_dir: Path | None = None) -> Figure |
             budgets = sorted(pts.loc[pts["panel"] == panel, "budget"].unique())
             ax.set_xticks(budgets)
             ax.set_xticklabels([f"{b:g}" for b in budgets])
-            ax.set_xlabel("budget f (fraction of each epoch trained)")
-            ax.set_ylabel("final test accuracy (%)")
-            ax.set_title(res.panel_title(panel), fontsize=9)
-            ax.grid(True, alpha=0.3)
-        handles, labels = axes[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="outside lower center", ncol=min(6, len(labels)),
-                   frameon=False)
-        fig.suptitle(f"{res.matrix}: final test accuracy vs budget", fontsize=10)
-        fig.text(0.5, -0.02, CAPTION, ha="center", va="top", fontsize=7, wrap=True)
+            ax.set(title=res.panel_title(panel), xlabel="budget f (fraction of each epoch trained)",
+                   ylabel="final test accuracy (%)")
+        fig = finish_figure(canvas, res, "Final test accuracy vs budget", handles, None, STEM)
     if out_dir is not None:
         save(fig, Path(out_dir), STEM)
     return fig

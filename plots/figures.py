@@ -151,7 +151,7 @@ def _with_provenance(res: MatrixResults, caption: str) -> str:
     return f"{caption} {note}" if note else caption
 
 
-def _panel_canvas(res: MatrixResults, n_legend: int, caption: str
+def panel_canvas(res: MatrixResults, n_legend: int, caption: str
                   ) -> tuple[_Canvas, dict[str, Axes]]:
     """One panel per dataset, up to three per row."""
     panels = res.panels
@@ -214,7 +214,7 @@ def _variant_handles(variants: pd.DataFrame) -> list[Line2D]:
             for v, row in variants.iterrows()]
 
 
-def _finish(canvas: _Canvas, res: MatrixResults, title: str, handles: list[Line2D],
+def finish_figure(canvas: _Canvas, res: MatrixResults, title: str, handles: list[Line2D],
             out_dir: Path | None, stem: str, legend_title: str | None = None) -> Figure:
     """Suptitle with the matrix name, legend and caption strips, then save."""
     fig = canvas.fig
@@ -280,13 +280,13 @@ def accuracy_vs_epoch(res: MatrixResults, out_dir: Path | None = None) -> Figure
     caption = ("Test accuracy on the whole test split after each epoch (epoch 0 = before "
                f"training). {band_text(res.epochs, clip=True)}")
     with paper_style():
-        canvas, axes = _panel_canvas(res, len(variants), caption)
+        canvas, axes = panel_canvas(res, len(variants), caption)
         for panel, ax in axes.items():
             sub = data.loc[data["panel"] == panel]
             _draw_lines(ax, sub, "epoch", "test_acc_pct", variants, bounds=ACC_BOUNDS)
             ax.set(title=res.panel_title(panel), xlabel="epoch", ylabel="test accuracy (%)")
             ax.xaxis.set_major_locator(mticker.MaxNLocator(integer=True))
-        return _finish(canvas, res, "Figure 2 · Test accuracy vs epoch",
+        return finish_figure(canvas, res, "Figure 2 · Test accuracy vs epoch",
                        _variant_handles(variants), out_dir, STEMS["fig2"])
 
 
@@ -334,7 +334,7 @@ def loss_vs_iteration(res: MatrixResults, out_dir: Path | None = None,
         "by construction when they pick high-loss examples, lower when they pick low ones. The y-axis is scaled to the mean lines; bands may "
         "extend beyond it.")
     with paper_style():
-        canvas, axes = _panel_canvas(res, len(variants), caption)
+        canvas, axes = panel_canvas(res, len(variants), caption)
         for panel, ax in axes.items():
             sub = data.loc[data["panel"] == panel]
             _draw_lines(ax, sub, "iteration", "loss_ema", variants)
@@ -345,7 +345,7 @@ def loss_vs_iteration(res: MatrixResults, out_dir: Path | None = None,
                 ax.set_ylim(0.0, 1.05 * float(means.max()))
             ax.set(title=res.panel_title(panel), xlabel="iteration (optimizer step)",
                    ylabel=f"training loss (EMA, span {span})")
-        return _finish(canvas, res, "Figure 3 · Training loss vs iteration",
+        return finish_figure(canvas, res, "Figure 3 · Training loss vs iteration",
                        _variant_handles(variants), out_dir, STEMS["fig3"])
 
 
@@ -362,14 +362,14 @@ def _cost_figure(res: MatrixResults, x: str, xlabel: str, caption: str, title: s
                        .transform("mean"))
     variants = variant_table(res)
     with paper_style():
-        canvas, axes = _panel_canvas(res, len(variants), caption)
+        canvas, axes = panel_canvas(res, len(variants), caption)
         for panel, ax in axes.items():
             sub = data.loc[data["panel"] == panel]
             _draw_lines(ax, sub, "x_mean", "test_acc_pct", variants, bounds=ACC_BOUNDS,
                         marker="o", markersize=3)
             ax.set(title=res.panel_title(panel), xlabel=xlabel, ylabel="test accuracy (%)")
             ax.xaxis.set_major_formatter(formatter)
-        return _finish(canvas, res, title, _variant_handles(variants), out_dir, stem)
+        return finish_figure(canvas, res, title, _variant_handles(variants), out_dir, stem)
 
 
 def accuracy_vs_seconds(res: MatrixResults, out_dir: Path | None = None) -> Figure:
@@ -488,7 +488,7 @@ def bank_size_curves(res: MatrixResults, out_dir: Path | None = None) -> Figure 
             ax.set(title=f"{arm} — {res.panel_title(panel, list(mine.index))}",
                    xlabel="epoch", ylabel="test accuracy (%)")
             ax.xaxis.set_major_locator(mticker.MaxNLocator(integer=True))
-        return _finish(canvas, res, "Figure 4 · Test accuracy vs epoch per bank size",
+        return finish_figure(canvas, res, "Figure 4 · Test accuracy vs epoch per bank size",
                        handles, out_dir, STEMS["fig4"], legend_title="bank size N")
 
 
@@ -547,7 +547,7 @@ def ablation_summary(res: MatrixResults, out_dir: Path | None = None) -> Figure 
             variants = sub["variant"].unique().tolist()
             ax.set(title=f"{arm} — {res.panel_title(panel, variants)}",
                    xlabel="bank size N", ylabel="test accuracy (%)")
-        return _finish(canvas, res, "Bank-size ablation summary", handles, out_dir,
+        return finish_figure(canvas, res, "Bank-size ablation summary", handles, out_dir,
                        STEMS["ablation"])
 
 
@@ -590,7 +590,7 @@ def paired_difference_vs_epoch(res: MatrixResults, pairs: list[tuple[str, str]],
                 ax.set(title=f"vs {ref} — {res.datasets.loc[panel, 'label']} — {seeds}",
                        xlabel="epoch", ylabel=f"accuracy − {ref} (pp)")
                 ax.xaxis.set_major_locator(mticker.MaxNLocator(integer=True))
-        return _finish(canvas, res, "Paired difference vs epoch",
+        return finish_figure(canvas, res, "Paired difference vs epoch",
                        _variant_handles(drawn), out_dir, STEMS["paired"])
 
 
@@ -687,7 +687,7 @@ def diagnostics_figure(res: MatrixResults, name: str, out_dir: Path | None = Non
                 ax.set(title=f"{res.datasets.loc[panel, 'label']} — {seeds_text(n)}",
                        xlabel="epoch", ylabel=q.label)
                 ax.xaxis.set_major_locator(mticker.MaxNLocator(integer=True))
-        return _finish(canvas, res, title, handles, out_dir, STEMS[name])
+        return finish_figure(canvas, res, title, handles, out_dir, STEMS[name])
 
 
 # ------------------------------------------------------------------------- driver
