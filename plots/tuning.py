@@ -98,7 +98,11 @@ def tuned_matrix(res: MatrixResults, best: pd.DataFrame) -> dict[str, Any]:
         spec = json.loads(Path(folders[row["example_run"]], "run.json").read_text())["spec"]
         body = {k: v for k, v in spec.items() if k not in ("matrix", "seed", "arm")}
         suffix = [str(spec["dataset"])] if multi_panel else []
-        suffix += [f"{k.split('.')[-1]}{row[k]}" for k in keys[2:] if pd.notna(row[k])]
+        # a key names the tuned arm only where this arm has several values of it (a real
+        # sweep axis such as bank size); a constant like IMPON's bank size does not
+        mine = best.loc[best["arm"] == row["arm"]]
+        suffix += [f"{k.split('.')[-1]}{row[k]}" for k in keys[2:]
+                   if pd.notna(row[k]) and mine[k].nunique(dropna=True) > 1]
         arms.append({"name": "_".join([str(row["arm"]), *suffix]), **body})
     return {"name": f"{res.matrix}_tuned",
             "description": (f"Every arm of {res.matrix} at the learning rate chosen on its "

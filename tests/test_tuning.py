@@ -88,7 +88,10 @@ def test_run_with_validation_writes_val_columns(tmp_path, tiny_root, tiny_defaul
 # ------------------------------------------------------------------ choosing the lr
 def _sweep_run(tmp_path: Path, arm: str, lr: float, seed: int, test_acc: float,
                val_acc: float) -> FakeRun:
+    # impon carries its bank size, as real IMPON runs do: a property of the arm, not a
+    # sweep axis, so the tuned matrix must keep the arm's own name
     run = FakeRun(arm=arm, seed=seed, epochs=3, matrix="sweep",
+                  bank_size=200 if arm == "impon" else None,
                   extra_spec={"optimizer": {"lr": lr}, "validation": 64},
                   acc=lambda e, a=test_acc: a * e / 3)
     folder = write_run(tmp_path, run)
