@@ -136,14 +136,18 @@ def report_section(res: MatrixResults, table: pd.DataFrame, tuned: Path) -> list
 
 
 def write_tuning(res: MatrixResults) -> list[Path]:
-    """best_lr.csv, tuned.yaml and the report section for a matrix with validation columns;
-    nothing (an empty list) for a matrix without."""
+    """best_lr.csv, tuned.yaml and the report section for a matrix with validation columns
+    that compares at least two learning rates for some arm; nothing (an empty list) else."""
     if not has_validation(res):
         return []
     table = lr_sweep_table(res)
     if table.empty:
         return []
     best = best_lrs(res)
+    if best["lrs_compared"].max() < 2:
+        # one lr per arm (e.g. the tuned reruns themselves): nothing was chosen, and a
+        # "tuned" matrix of it would only rename the same runs
+        return []
     root = res.root
     with atomic_path(root / "best_lr.csv") as tmp:
         best.to_csv(tmp, index=False)

@@ -162,3 +162,12 @@ def test_lr_sweep_matrices_validate(name, count):
     assert len(m.runs) == count
     assert all(r["validation"] > 0 for r in m.runs)
     assert {r["arm"] for r in m.runs} == {"sgd", "impon", "selective_backprop", "p_sgd"}
+
+
+def test_one_lr_per_arm_is_not_a_sweep(tmp_path):
+    # the tuned reruns have validation columns too, but nothing to choose between
+    for seed in (0, 1):
+        _sweep_run(tmp_path, "sgd", 0.03, seed, 0.5, 0.6)
+        _sweep_run(tmp_path, "impon", 0.01, seed, 0.5, 0.6)
+    assert write_tuning(load_matrix(tmp_path)) == []
+    assert not (tmp_path / "tuned.yaml").exists() and not (tmp_path / "best_lr.csv").exists()
