@@ -383,15 +383,23 @@ def accuracy_vs_seconds(res: MatrixResults, out_dir: Path | None = None) -> Figu
                         mticker.StrMethodFormatter("{x:,.0f}"))
 
 
+def _count_figure(res: MatrixResults, column: str, noun: str, what: str,
+                  out_dir: Path | None, caption_noun: str | None = None) -> Figure:
+    """Accuracy against a cumulative example count (``column``), one marker per epoch."""
+    caption = (f"Test accuracy against the cumulative number of examples "
+               f"{caption_noun or noun} "
+               f"(column `{column}`: {what}). One marker per epoch; x = mean over seeds at "
+               f"that epoch. {band_text(res.epochs, clip=True)}")
+    return _cost_figure(res, column, f"examples {noun} (cumulative)", caption,
+                        f"Accuracy vs examples {noun}", STEMS[column], out_dir,
+                        mticker.EngFormatter(sep=""))
+
+
 def accuracy_vs_forwards(res: MatrixResults, out_dir: Path | None = None) -> Figure:
     """Accuracy vs examples forwarded: the compute importance sampling really spends."""
-    caption = ("Test accuracy against the cumulative number of examples passed forward "
-               "(column `forwards`: training forwards plus any forwards spent selecting or "
-               "scoring examples). One marker per epoch; x = mean over seeds at that epoch. "
-               f"{band_text(res.epochs, clip=True)}")
-    return _cost_figure(res, "forwards", "examples forwarded (cumulative)", caption,
-                        "Accuracy vs examples forwarded", STEMS["forwards"], out_dir,
-                        mticker.EngFormatter(sep=""))
+    return _count_figure(res, "forwards", "forwarded",
+                         "training forwards plus any forwards spent selecting or scoring "
+                         "examples", out_dir, caption_noun="passed forward")
 
 
 def accuracy_vs_backprops(res: MatrixResults, out_dir: Path | None = None) -> Figure:
@@ -401,14 +409,9 @@ def accuracy_vs_backprops(res: MatrixResults, out_dir: Path | None = None) -> Fi
     save backprops (Selective Backprop, RHO-LOSS), one that prunes saves both (InfoBatch);
     only the two axes together show which price was paid.
     """
-    caption = ("Test accuracy against the cumulative number of examples back-propagated "
-               "(column `backprops`: the target model's training examples plus any "
-               "auxiliary model's, e.g. RHO-LOSS's irreducible-loss model). One marker per "
-               "epoch; x = mean over seeds at that epoch. "
-               f"{band_text(res.epochs, clip=True)}")
-    return _cost_figure(res, "backprops", "examples back-propagated (cumulative)", caption,
-                        "Accuracy vs examples back-propagated", STEMS["backprops"], out_dir,
-                        mticker.EngFormatter(sep=""))
+    return _count_figure(res, "backprops", "back-propagated",
+                         "the target model's training examples plus any auxiliary model's, "
+                         "e.g. RHO-LOSS's irreducible-loss model", out_dir)
 
 
 # ------------------------------------------------------------------- bank ablation
