@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from .aggregate import MatrixResults, atomic_path
-from .figures import finish_figure, panel_canvas, save
+from .figures import finish_figure, panel_canvas
 from .style import arm_colour, arm_order, paper_style
 
 STEM = "budget_accuracy"
@@ -83,10 +83,7 @@ def budget_accuracy(res: MatrixResults, out_dir: Path | None = None) -> Figure |
             ax.set_xticklabels([f"{b:g}" for b in budgets])
             ax.set(title=res.panel_title(panel), xlabel="budget f (fraction of each epoch trained)",
                    ylabel="final test accuracy (%)")
-        fig = finish_figure(canvas, res, "Final test accuracy vs budget", handles, None, STEM)
-    if out_dir is not None:
-        save(fig, Path(out_dir), STEM)
-    return fig
+        return finish_figure(canvas, res, "Final test accuracy vs budget", handles, out_dir, STEM)
 
 
 def _cell(mean: float, std: float, seeds: int) -> str:
