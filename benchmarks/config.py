@@ -368,6 +368,11 @@ class RunSpec:
         """
         body = {k: v for k, v in self.config.items() if k != "matrix"}
         body = _drop_stable_defaults(body)
+        # A sampler whose rule changed (``Sampler.revision``) renames its runs, so results
+        # made under the old rule are never taken as done (revision 1 adds nothing).
+        revision = samplers.get(body["sampler"]["name"]).revision
+        if revision != 1:
+            body["sampler_revision"] = revision
         canon = json.dumps(body, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canon.encode()).hexdigest()[:8]
 
@@ -394,6 +399,7 @@ HASH_STABLE_DEFAULTS: dict[str, Any] = {
     "validation": 0,   # no validation split: the whole (subset of the) training set trains
     "budget": 1.0,                  # full epochs, as before the budget axis
     "sampler.score_mode": "train",  # Selective Backprop's train-mode scoring, as before
+    "sampler.draw": "with_replacement",  # unif_sgd: a fresh subset per epoch, as before
 }
 
 

@@ -671,6 +671,10 @@ class DeviceData:
         x = x * (row_ok[:, :, None] & col_ok[:, None, :]).unsqueeze(-1).to(torch.uint8)  # zero padding
         return self._finish(x)
 
+    def plain(self, idx: Tensor) -> Tensor:
+        """Normalised, un-augmented training inputs of ``idx`` (no crop, no flip)."""
+        return self._finish(self.x_train[idx.to(self.device)])
+
     def train_images(self, chunk: int = 8192) -> Tensor:
         """Normalised, un-augmented training set, float32 (N, 3, H, W) (IMPON's feature cache).
 

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 import models
+import samplers
 
 from .config import RunSpec
 
@@ -173,14 +174,15 @@ def sampler_run_extra(spec: RunSpec, n_train: int) -> tuple[float, float]:
     batch selection's full recomputation forwards."""
     s, b, epochs = spec["sampler"], spec["batch_size"], spec["epochs"]
     if s["name"] == "infobatch":
-        pruned = min(epochs, int(epochs * s["delta"]) + 1)
+        pruned = sum(samplers.build("infobatch", ratio=s["ratio"], delta=s["delta"])
+                     .is_pruning_epoch(e, epochs) for e in range(1, epochs + 1))
         return (pruned * (1 - s["ratio"] / 2) + (epochs - pruned)) / epochs, 0.0
     if s["name"] == "rho_loss":
         half = n_train / 2
         return 1.0, (s["il_epochs"] * half + FORWARD_FRACTION * half) / b
     if s["name"] == "online_batch_selection":
-        k = s["recompute_epochs"]
-        passes = 1 + ((epochs - 1) // k if k else 0)
+        passes = samplers.build("online_batch_selection", recompute_epochs=s["recompute_epochs"]
+                                ).recomputations(epochs)
         return 1.0, FORWARD_FRACTION * passes * n_train / b
     return 1.0, 0.0
 

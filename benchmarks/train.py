@@ -126,7 +126,9 @@ class Trainer:
             score_eval_fn=self._score_eval, budget=spec["budget"],
             diagnose_augment_fn=lambda idx: self.data.augment(idx, self.diag_gen),
             diagnose_score_fn=self._score_diagnostic, epochs=spec["epochs"],
-            score_logits_fn=self._score_logits, train_aux_fn=self._train_aux_model)
+            score_logits_fn=self._score_logits, train_aux_fn=self._train_aux_model,
+            score_update_fn=self._score_update, score_logits_eval_fn=self._score_logits_eval,
+            plain_fn=self.data.plain)
         self.counters = Counters()
         self.files = RunFiles(self.run_dir, spec.run_id, self.info.fingerprint)
         faults.install(self)  # test-only stop points (IMPON_TEST_KILL_AT); a no-op otherwise
@@ -143,19 +145,49 @@ class Trainer:
     def _score(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """No-grad per-example losses in training mode (batch statistics, as the training
         forward would see them) with BatchNorm running statistics restored afterwards, so
-        scoring (Selective Backprop, the oracle, IMPON diagnostics) never changes the model.
-        Large banks are scored in chunks of ``eval_batch_size`` to bound memory."""
-        return F.cross_entropy(self._score_logits(inputs), labels, reduction="none")
+        scoring (Selective Backprop's train variant, the oracle, IMPON diagnostics) never
+        changes the model. Large banks are scored in chunks of ``eval_batch_size``."""
+        return F.cross_entropy(self._forward(inputs, "train"), labels, reduction="none")
+
+    def _score_update(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Like :meth:`_score`, but the forward's BatchNorm running-statistics update is
+        kept: a plain no-grad train-mode forward (RHO-LOSS's reference selection)."""
+        return F.cross_entropy(self._forward(inputs, "train_update"), labels, reduction="none")
+
+    def _score_eval(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """No-grad per-example losses in eval mode: BatchNorm normalises with its running
+        statistics and does not update them (Selective Backprop's reference scoring,
+        ``net.eval()`` in ``lib/forwardproppers.py`` of the authors' code)."""
+        return F.cross_entropy(self._forward(inputs, "eval"), labels, reduction="none")
 
     def _score_logits(self, inputs: torch.Tensor) -> torch.Tensor:
         """The logits behind :meth:`_score` (same train-mode forward, BN statistics restored)."""
-        saved = [buf.clone() for buf in self._bn_buffers]
+        return self._forward(inputs, "train")
+
+    def _score_logits_eval(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The logits behind :meth:`_score_eval` (upper-bound IS's reference scoring)."""
+        return self._forward(inputs, "eval")
+
+    def _forward(self, inputs: torch.Tensor, mode: str) -> torch.Tensor:
+        """No-grad float logits of ``inputs`` in chunks of ``eval_batch_size``.
+
+        ``mode`` is one of ``samplers.SCORE_MODES``: ``train`` restores every BatchNorm
+        running mean/var/count afterwards (device copies, no sync), ``train_update`` keeps
+        the forward's update, ``eval`` uses the running statistics and puts the model back
+        in training mode afterwards (scoring only ever happens mid-epoch).
+        """
         chunk = self.spec["eval_batch_size"]
-        with torch.no_grad(), self._autocast():
-            logits = torch.cat([self.model(inputs[i:i + chunk]).float()
-                                for i in range(0, inputs.shape[0], chunk)])
-        for buf, old in zip(self._bn_buffers, saved):
-            buf.copy_(old)
+        saved = [buf.clone() for buf in self._bn_buffers] if mode == "train" else []
+        if mode == "eval":
+            self.net.eval()
+        try:
+            with torch.no_grad(), self._autocast():
+                logits = torch.cat([self.model(inputs[i:i + chunk]).float()
+                                    for i in range(0, inputs.shape[0], chunk)])
+        finally:
+            self.net.train()
+            for buf, old in zip(self._bn_buffers, saved):
+                buf.copy_(old)
         return logits
 
     def _train_aux_model(self, train_idx: torch.Tensor, score_idx: torch.Tensor, *, epochs: int,
@@ -194,32 +226,16 @@ class Trainer:
                 opt.step()
         aux.eval()
         chunk = self.spec["eval_batch_size"]
-        images = self.data.x_train
         out_losses = []
         with torch.no_grad(), self._autocast():
             for s in range(0, int(score_idx.shape[0]), chunk):
                 idx = score_idx[s:s + chunk]
-                x = self.data._finish(images[idx])
+                x = self.data.plain(idx)
                 out_losses.append(F.cross_entropy(aux(x).float(), self.data.y_train[idx],
                                                   reduction="none"))
         if not out_losses:
             return torch.zeros(0, device=self.device)
         return torch.cat(out_losses)
-
-    def _score_eval(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """No-grad per-example losses in eval mode: BatchNorm normalises with its running
-        statistics and does not update them (Selective Backprop's reference scoring,
-        ``net.eval()`` in ``lib/forwardproppers.py`` of the authors' code). The model is
-        put back in training mode afterwards (it is only ever scored mid-epoch)."""
-        chunk = self.spec["eval_batch_size"]
-        self.net.eval()
-        try:
-            with torch.no_grad(), self._autocast():
-                logits = torch.cat([self.model(inputs[i:i + chunk]).float()
-                                    for i in range(0, inputs.shape[0], chunk)])
-        finally:
-            self.net.train()
-        return F.cross_entropy(logits, labels, reduction="none")
 
     def _score_diagnostic(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         with self._diag_timer:

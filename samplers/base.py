@@ -46,6 +46,8 @@ class Batch:
 
 
 FEATURE_KINDS = ("pixels", "pooled", "label", "pooled+label")
+#: How a scoring forward treats BatchNorm (see :meth:`StepContext.score`).
+SCORE_MODES = ("train", "train_update", "eval")
 
 
 @dataclass
@@ -90,6 +92,16 @@ class StepContext:
     epochs: Optional[int] = None
     #: ``score_logits`` backend: inputs -> (b, classes) logits, no grad (upper-bound IS).
     score_logits_fn: Optional[Callable[[Tensor], Tensor]] = None
+    #: ``score_fn`` in training mode *keeping* the BatchNorm running-statistics update of
+    #: the scoring forward (what RHO-LOSS's reference does). ``None``: ``score(...,
+    #: mode="train_update")`` is an error rather than a silently different forward.
+    score_update_fn: Optional[Callable[[Tensor, Tensor], Tensor]] = None
+    #: ``score_logits_fn`` with the model in eval mode (upper-bound IS's reference scores in
+    #: Keras learning phase 0). ``None``: ``score_logits(..., mode="eval")`` is an error.
+    score_logits_eval_fn: Optional[Callable[[Tensor], Tensor]] = None
+    #: indices -> their *un-augmented*, normalised training inputs (a full-data loss
+    #: recomputation, e.g. online batch selection's). ``None``: ``images_fn()[idx]``.
+    plain_fn: Optional[Callable[[Tensor], Tensor]] = None
     #: trains a fresh auxiliary model (RHO-LOSS's irreducible-loss model); see
     #: :meth:`train_aux_model` for the contract.
     train_aux_fn: Optional[Callable[..., Tensor]] = None
@@ -110,35 +122,52 @@ class StepContext:
         """Per-example loss of ``idx`` under the current model, no grad, counted.
 
         ``inputs`` defaults to ``augment(idx)``; pass them to score exact views.
-        ``mode``: ``"train"`` uses ``score_fn`` (the suite's: batch statistics, BatchNorm
-        running statistics restored afterwards); ``"eval"`` uses ``score_eval_fn``.
+        ``mode`` (see :data:`SCORE_MODES`): ``"train"`` uses ``score_fn`` (batch
+        statistics, BatchNorm running statistics restored afterwards: the suite's own
+        choice); ``"train_update"`` uses ``score_update_fn`` (batch statistics, running
+        statistics updated by the forward, as a plain train-mode forward does);
+        ``"eval"`` uses ``score_eval_fn`` (running statistics, nothing updated).
         ``len(idx)`` is a host-known shape, so counting costs no sync.
         """
-        if mode == "train":
-            fn = self.score_fn
-        elif mode == "eval":
-            if self.score_eval_fn is None:
-                raise ValueError("mode='eval' scoring needs a StepContext with score_eval_fn "
-                                 "(per-example losses with the model in eval mode)")
-            fn = self.score_eval_fn
-        else:
-            raise ValueError(f"score mode must be 'train' or 'eval', got {mode!r}")
+        fn = self._backend(mode, {"train": self.score_fn, "train_update": self.score_update_fn,
+                                  "eval": self.score_eval_fn}, "score")
         if inputs is None:
             inputs = self.augment(idx)
         self.forwards += int(idx.shape[0])
         with torch.no_grad():
             return fn(inputs, self.labels[idx]).float()
 
-    def score_logits(self, idx: Tensor, inputs: Optional[Tensor] = None) -> Tensor:
+    def score_logits(self, idx: Tensor, inputs: Optional[Tensor] = None, mode: str = "train") -> Tensor:
         """Logits (float, (len(idx), classes)) of ``idx`` under the current model, no grad,
-        counted in ``forwards`` like :meth:`score` (same train-mode forward)."""
-        if self.score_logits_fn is None:
-            raise ValueError("this sampler needs logits: give StepContext a score_logits_fn")
+        counted in ``forwards`` like :meth:`score`; ``mode`` ``"train"`` (BatchNorm
+        statistics restored) or ``"eval"``."""
+        fn = self._backend(mode, {"train": self.score_logits_fn, "eval": self.score_logits_eval_fn},
+                           "score_logits")
         if inputs is None:
             inputs = self.augment(idx)
         self.forwards += int(idx.shape[0])
         with torch.no_grad():
-            return self.score_logits_fn(inputs).float()
+            return fn(inputs).float()
+
+    @staticmethod
+    def _backend(mode: str, backends: dict[str, Optional[Callable]], what: str) -> Callable:
+        if mode not in backends:
+            raise ValueError(f"{what} mode must be one of {', '.join(backends)}, got {mode!r}")
+        fn = backends[mode]
+        if fn is None:
+            field_name = {("score", "train"): "score_fn", ("score", "train_update"): "score_update_fn",
+                          ("score", "eval"): "score_eval_fn", ("score_logits", "train"): "score_logits_fn",
+                          ("score_logits", "eval"): "score_logits_eval_fn"}[(what, mode)]
+            raise ValueError(f"{what}(mode={mode!r}) needs a StepContext with {field_name}")
+        return fn
+
+    def plain(self, idx: Tensor) -> Tensor:
+        """The un-augmented, normalised training inputs of ``idx`` (no crop, no flip)."""
+        if self.plain_fn is not None:
+            return self.plain_fn(idx)
+        if self.images_fn is None:
+            raise ValueError("un-augmented inputs need a StepContext with plain_fn or images_fn")
+        return self.images_fn()[idx]
 
     def train_aux_model(self, train_idx: Tensor, score_idx: Tensor, *, epochs: int,
                         batch_size: int, lr: float, weight_decay: float) -> Tensor:
@@ -215,6 +244,10 @@ class Sampler:
     has_bank: bool = False
     #: True if the sampler wants the training forward's logits (``observe_logits``).
     wants_logits: bool = False
+    #: The version of the method's rule. Bump it when a change makes the same parameters
+    #: train differently: it enters the run-id hash (when not 1), so runs made under the
+    #: old rule are never mistaken for done runs of the new one.
+    revision: int = 1
 
     def start_epoch(self, epoch: int, ctx: StepContext) -> None:
         """Called before the first ``next_batch`` of every epoch (epochs count from 1)."""
@@ -226,11 +259,6 @@ class Sampler:
 
     def next_batch(self, ctx: StepContext) -> Batch:  # pragma: no cover - interface
         raise NotImplementedError
-
-    def epoch_steps(self, epoch: int, ctx: StepContext, default: int) -> int:
-        """Optimizer steps in `epoch` (called after start_epoch); default = the
-        trainer's budget-capped count."""
-        return default
 
     def observe(self, idx: Tensor, losses: Tensor, p_true: Tensor) -> None:
         """Training losses and true-class probabilities of the batch just trained on."""

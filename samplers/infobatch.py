@@ -13,12 +13,17 @@ Rules (from the reference implementation, NUS-HPC-AI-Lab/InfoBatch ``infobatch/i
   examples are shuffled and served in batches of b (last partial batch dropped, as every
   sampler of the suite does), so the epoch has ``len(kept) // b`` steps, reported to the
   trainer through ``epoch_steps``.
-- Pruning epochs: the reference prunes while its 0-based epoch counter is
-  ``<= num_epochs * delta`` and uses the full data set (uniform permutation, weight 1)
-  after. With the suite's 1-based epochs: prune iff ``epoch - 1 <= epochs * delta``.
-  (Deviation: the reference resets the weights to 1 only when ``num_epochs * delta`` is
-  an integer, so otherwise its last pruned epoch's 1/keep_ratio weights leak into the
-  full-data epochs; we always use weight 1 there, the paper's "full data, unscaled".)
+- Pruning epochs: the reference's ``IBSampler`` counts its resets in ``iterations`` and
+  prunes while ``iterations <= num_epochs * delta`` (``IBSampler.reset``). Its constructor
+  already calls ``reset()`` once, so the DataLoader's first epoch sees ``iterations`` = 1:
+  the 0-based epoch e prunes iff ``e + 1 <= num_epochs * delta``. With the suite's 1-based
+  epochs that is: prune iff ``epoch <= epochs * delta``, i.e. ``floor(epochs * delta)``
+  pruned epochs, then the full data set (uniform permutation, weight 1). (Example: 6
+  epochs at delta 0.875 prune epochs 1-5 and train epoch 6 on the full data.)
+  Ours, named: the reference resets the weights to 1 only when ``num_epochs * delta`` is
+  an integer (``iterations == stop_prune + 1``), so otherwise its last pruned epoch's
+  1/keep_ratio weights leak into the full-data epochs; we always use weight 1 there, the
+  paper's "full data, unscaled".
 - Loss: the reference multiplies each loss by its weight and takes the **plain mean**
   over the batch (``values.mul_(weights); values.mean()``), so batches carry
   ``weight_mode="mean"``. Over an epoch, the expected sum of rescaled losses equals the
@@ -72,8 +77,9 @@ class InfoBatch(Sampler):
         self._pruning = False
 
     def is_pruning_epoch(self, epoch: int, total_epochs: int) -> bool:
-        """The reference's rule: prune while (0-based epoch) <= total_epochs * delta."""
-        return (epoch - 1) <= total_epochs * self.delta
+        """The reference's rule (``IBSampler.reset``, whose counter starts at 1 because the
+        constructor resets once): the 1-based ``epoch`` prunes iff ``epoch <= total * delta``."""
+        return epoch <= total_epochs * self.delta
 
     def start_epoch(self, epoch: int, ctx: StepContext) -> None:
         if ctx.epochs is None:

@@ -1,30 +1,43 @@
 """Online batch selection (Loshchilov & Hutter 2015, arXiv:1511.06343): rank by latest loss.
 
-Rules:
+Reference: idiap/importance-sampling, ``OnlineBatchSelectionSampler`` in
+``importance_sampling/samplers.py`` (``update``), with its defaults in
+``scripts/importance_sampling.py`` (the ``"obs"`` entry of ``get_samplers_dictionary``).
+Its rule, which is this sampler's default:
 
-- Every example has a *latest known loss*: the training loss of the last time it was
-  trained on (``observe``, no extra forward), or the loss from the last full recomputation.
-- At every step the n examples are ranked by that loss, rank 1 = largest, and b ranks are
-  drawn independently (with replacement) with probability
-  ``p_r ∝ exp(-log(s_e) / n * r)`` for r = 1..n: exponential decay with rank, so the
-  most likely example is ``s_e^((n-1)/n) ≈ s_e`` times as likely as the least likely
-  (the paper's "selection pressure" s_e). Ranks are drawn from this fixed distribution
-  and mapped to examples through a sort on the device, so a step never syncs.
-- ``s_e`` is annealed per epoch from ``s_e0`` (epoch 1) to ``s_e_end`` (last epoch),
-  geometrically: ``s_e = s_e0 * (s_e_end / s_e0) ** ((epoch - 1) / (epochs - 1))``.
-- At the start of epoch 1 and then every ``recompute_epochs`` epochs, the losses of all n
-  examples are recomputed with a no-grad forward (``ctx.score``, in chunks, on freshly
-  augmented views like the training losses they replace): n forwards, counted.
+- Every example has a *latest known loss* (``_raw_scores``): 1.0 before anything is known
+  (``np.ones``), then the training loss of the last time it was trained on (``observe``,
+  no extra forward), or the loss from the last full recomputation.
+- Epoch 1 is uniform: all scores start equal, so b examples are drawn uniformly with
+  replacement; nothing is recomputed before it.
+- At the end of every epoch (here: the start of the next, same model), if the epoch
+  about to start, ``e`` (1-based), is a multiple of ``recompute_epochs`` (the reference's
+  ``self._epoch % self.recompute == 0`` with ``_epoch = 1 + batches // steps_per_epoch``),
+  the losses of all n examples are recomputed with a no-grad forward in **eval mode**
+  (``model.score`` runs with Keras learning phase 0) on the **un-augmented** training
+  inputs (``dataset.train_data``): n forwards, counted. With the default 2 that is before
+  epochs 2, 4, 6, ...; ``recompute_epochs: 0`` never recomputes.
+- Then, **once per epoch**, the examples are ranked by latest loss (rank 0 = largest) and
+  the epoch's b-example batches are drawn independently, with replacement, with
+  ``p_r ∝ exp(-log(s_e) / n * r)``: exponential decay with rank, so the most likely
+  example is about ``s_e`` times as likely as the least likely (the paper's selection
+  pressure). Losses observed during the epoch only matter at the next ranking. Ranks are
+  mapped to examples through one sort on the device at the epoch start, so a step never
+  syncs.
+- ``s_e`` decays geometrically over the run: epoch e (>= 2) uses
+  ``s_e0 * (s_e_end / s_e0) ** (e / epochs)`` (the reference's
+  ``s_e0 * exp(log(s_eend / s_e0) / n_epochs) ** _epoch``; ``n_epochs`` is the run's
+  epochs here), so the last epoch uses ``s_e_end``. ``StepContext.epochs`` must be set.
+- No weights (the paper's unweighted selection; the reference takes a reweighting policy
+  as an argument and ``unweighted`` is the one that matches the paper).
 
-Provenance. The selection rule (exponential decay with rank, ratio s_e between the most
-and least likely example) and the existence of both the annealing of s_e and the
-periodic recomputation are from the paper (sections 3 and 4, as summarised in the issue).
-The paper's exact values could not be consulted offline, so the defaults are GUESSES:
-``s_e0`` 100 (GUESS: the paper's smaller explored pressure, 10^2), ``s_e_end`` 1
-(GUESS: pressure decaying to uniform by the last epoch; Song et al. 2020's "Recency Bias",
-built on this rule, also decays its pressure to 1), the geometric annealing shape
-(GUESS) and ``recompute_epochs`` 2 (GUESS: "every few epochs"). The epoch length is the
-suite's n // b steps, as for every sampler.
+Defaults: ``s_e0`` 100 and ``s_e_end`` 1 are the decaying pressure "from 100 to 1" that
+Song et al. 2020 ("Carpe Diem, Seize the Samples Uncertain 'at the Moment' for Adaptive
+Batch Selection", CIKM 2020, section 5.2 and its footnote) use for online batch selection;
+``recompute_epochs`` 2 is the reference script's ``obs_recompute`` default. The epoch length
+is the suite's n // b steps, as for every sampler (the reference's ``steps_per_epoch`` is a
+free argument, 300 by default). Our difference, named: the reference ranks with numpy's
+unstable ``argsort``; we break ties by index (stable sort), so a run is reproducible.
 """
 from __future__ import annotations
 
@@ -49,20 +62,23 @@ def rank_probabilities(n: int, s_e: float, device: torch.device | str = "cpu") -
     return p.float()
 
 
-def annealed_pressure(s_e0: float, s_e_end: float, epoch: int, epochs: Optional[int]) -> float:
-    """Geometric interpolation from ``s_e0`` at epoch 1 to ``s_e_end`` at the last epoch."""
-    if not epochs or epochs <= 1:
-        return s_e0
-    t = min(max((epoch - 1) / (epochs - 1), 0.0), 1.0)
-    return s_e0 * (s_e_end / s_e0) ** t
+def annealed_pressure(s_e0: float, s_e_end: float, epoch: int, epochs: int) -> float:
+    """The reference's pressure for 1-based ``epoch`` (>= 2): ``s_e0 * (s_e_end / s_e0) **
+    (epoch / epochs)``; epoch 1 is uniform (pressure 1)."""
+    if epoch <= 1:
+        return 1.0
+    return s_e0 * (s_e_end / s_e0) ** (min(epoch, epochs) / epochs)
 
 
 @register("online_batch_selection")
 class OnlineBatchSelection(Sampler):
-    """``s_e0`` / ``s_e_end``: selection pressure (>= 1) at the first / last epoch;
-    ``recompute_epochs``: recompute every example's loss every that many epochs (from
-    epoch 1; 0 = only at epoch 1). Epoch metrics: ``obs_s_e`` (this epoch's pressure) and
-    ``obs_recomputed`` (1 if this epoch started with a full recomputation)."""
+    """``s_e0`` / ``s_e_end``: selection pressure (>= 1) at the start / end of the run;
+    ``recompute_epochs``: recompute every example's loss (eval mode, un-augmented) before
+    each epoch whose number is a multiple of it (0 = never). Epoch metrics: ``obs_s_e``
+    (this epoch's pressure; 1 = uniform) and ``obs_recomputed`` (1 if this epoch started
+    with a full recomputation)."""
+
+    revision = 2   # 2: the reference's schedule; 1 recomputed in train mode and re-sorted each step
 
     def __init__(self, s_e0: float = 100.0, s_e_end: float = 1.0, recompute_epochs: int = 2) -> None:
         for name, value in (("s_e0", s_e0), ("s_e_end", s_e_end)):
@@ -73,35 +89,45 @@ class OnlineBatchSelection(Sampler):
         self.s_e0, self.s_e_end = float(s_e0), float(s_e_end)
         self.recompute_epochs = recompute_epochs
         self._losses: Optional[Tensor] = None
+        self._order: Optional[Tensor] = None   # examples by decreasing latest loss (this epoch)
         self._p: Optional[Tensor] = None
-        self._s_e = self.s_e0
+        self._s_e = 1.0
         self._recomputed = False
 
     def recompute_due(self, epoch: int) -> bool:
-        if epoch == 1 or self._losses is None:
-            return True
-        return self.recompute_epochs > 0 and (epoch - 1) % self.recompute_epochs == 0
+        """True if the 1-based ``epoch`` starts with a full recomputation (never epoch 1)."""
+        return epoch >= 2 and self.recompute_epochs > 0 and epoch % self.recompute_epochs == 0
+
+    def recomputations(self, epochs: int) -> int:
+        """How many full recomputations a run of ``epochs`` epochs makes (cost model)."""
+        return sum(self.recompute_due(e) for e in range(1, epochs + 1))
 
     def start_epoch(self, epoch: int, ctx: StepContext) -> None:
+        if ctx.epochs is None:
+            raise ValueError("online_batch_selection anneals its pressure over the run: "
+                             "set StepContext.epochs")
+        if self._losses is None:
+            self._losses = torch.ones(ctx.n_train, dtype=torch.float32, device=ctx.device)
         self._recomputed = self.recompute_due(epoch)
         if self._recomputed:
             self._losses = self.recompute(ctx)
         self._s_e = annealed_pressure(self.s_e0, self.s_e_end, epoch, ctx.epochs)
+        self._order = torch.sort(self._losses, descending=True, stable=True).indices
         self._p = rank_probabilities(ctx.n_train, self._s_e, ctx.device)
 
     @staticmethod
     def recompute(ctx: StepContext) -> Tensor:
-        """Every example's loss under the current model (n counted forwards)."""
+        """Every example's loss under the current model, eval mode, un-augmented (n counted
+        forwards)."""
         all_idx = torch.arange(ctx.n_train, device=ctx.device)
-        return torch.cat([ctx.score(all_idx[s:s + RECOMPUTE_CHUNK])
-                          for s in range(0, ctx.n_train, RECOMPUTE_CHUNK)]).float()
+        chunks = [all_idx[s:s + RECOMPUTE_CHUNK] for s in range(0, ctx.n_train, RECOMPUTE_CHUNK)]
+        return torch.cat([ctx.score(c, ctx.plain(c), mode="eval") for c in chunks]).float()
 
     def next_batch(self, ctx: StepContext) -> Batch:
-        if self._losses is None or self._p is None:
+        if self._order is None or self._p is None:
             raise RuntimeError("start_epoch must be called before next_batch")
-        order = torch.sort(self._losses, descending=True, stable=True).indices
         ranks = torch.multinomial(self._p, ctx.batch_size, replacement=True, generator=ctx.generator)
-        return Batch(idx=order[ranks])
+        return Batch(idx=self._order[ranks])
 
     def observe(self, idx: Tensor, losses: Tensor, p_true: Tensor) -> None:
         if self._losses is None:
@@ -116,10 +142,11 @@ class OnlineBatchSelection(Sampler):
         return {"obs_s_e": self._s_e, "obs_recomputed": float(self._recomputed)}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"losses": None if self._losses is None else self._losses.detach().clone(),
-                "p": None if self._p is None else self._p.detach().clone(),
+        def clone(t: Optional[Tensor]) -> Optional[Tensor]:
+            return None if t is None else t.detach().clone()
+        return {"losses": clone(self._losses), "order": clone(self._order), "p": clone(self._p),
                 "s_e": self._s_e, "recomputed": self._recomputed}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._losses, self._p = state["losses"], state["p"]
+        self._losses, self._order, self._p = state["losses"], state["order"], state["p"]
         self._s_e, self._recomputed = float(state["s_e"]), bool(state["recomputed"])

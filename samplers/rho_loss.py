@@ -27,10 +27,17 @@ Rules (file references are to that repository):
   ``src/curricula/selection_methods.py::reducible_loss_selection``): a big batch of
   ``n_big`` candidates (consecutive chunks of successive random permutations of the
   non-holdout examples, as the reference's shuffled loader with batch 320 gives), augmented
-  and scored with a no-grad **train-mode** forward (``selection_train_mode=True``;
-  ``ctx.score``, ``n_big`` forwards counted); the batch is the b candidates with the
-  largest reducible loss ``training loss - IL loss`` (``top_x_indices``), trained on the
-  same augmented views (``Batch.inputs``).
+  and scored with a no-grad **train-mode** forward (``ctx.score``, ``n_big`` forwards
+  counted); the batch is the b candidates with the largest reducible loss ``training loss
+  - IL loss`` (``top_x_indices``), trained on the same augmented views (``Batch.inputs``).
+- ``score_mode``: how that scoring forward treats BatchNorm. ``train_update`` (default,
+  the reference): ``MultiModels.training_step`` puts the target model in train mode
+  (``selection_train_mode: True``, its default) and ``reducible_loss_selection`` runs a
+  plain ``torch.no_grad()`` forward, which *updates* the BatchNorm running statistics with
+  the n_big candidates, so eval-time BatchNorm sees every scored big batch. ``train``
+  (ours, the suite's earlier rule): same forward, running statistics restored afterwards,
+  so eval-time BatchNorm only sees the trained batches. ``eval``: the reference's
+  ``selection_train_mode: False`` (running statistics used, not updated).
 
 Defaults: ``n_big`` = 10·b (``percent_train: 0.1`` in ``configs/model/multi_model.yaml``),
 ``il_epochs`` 100, ``il_batch_size`` 320, ``il_lr`` 1e-3 (files above), ``il_weight_decay``
@@ -47,7 +54,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from .base import Batch, Sampler, StepContext
+from .base import SCORE_MODES, Batch, Sampler, StepContext
 from .registry import register
 
 
@@ -66,12 +73,19 @@ def _check_int(name: str, value: object, low: int) -> int:
 class RhoLoss(Sampler):
     """``n_big``: candidates scored per step (null = 10 x batch size; must exceed b);
     ``il_epochs``, ``il_batch_size``, ``il_lr``, ``il_weight_decay``: the IL model's AdamW
-    training on the holdout half. Epoch metrics: ``rho_il_mean`` (mean IL loss over the
+    training on the holdout half; ``score_mode``: BatchNorm in the scoring forward
+    (``train_update`` = the reference, ``train`` = ours, ``eval``). Epoch metrics: ``rho_il_mean`` (mean IL loss over the
     training half) and ``rho_reducible_selected`` (mean reducible loss of the trained
     examples this epoch)."""
 
+    revision = 2   # 2: scoring keeps the BatchNorm update (the reference); 1 restored it
+
     def __init__(self, n_big: Optional[int] = None, il_epochs: int = 100, il_batch_size: int = 320,
-                 il_lr: float = 1.0e-3, il_weight_decay: float = 0.01) -> None:
+                 il_lr: float = 1.0e-3, il_weight_decay: float = 0.01,
+                 score_mode: str = "train_update") -> None:
+        if score_mode not in SCORE_MODES:
+            raise ValueError(f"score_mode must be one of {', '.join(SCORE_MODES)}, got {score_mode!r}")
+        self.score_mode = score_mode
         if n_big is not None:
             _check_int("n_big", n_big, 2)
         _check_int("il_epochs", il_epochs, 0)
@@ -127,7 +141,7 @@ class RhoLoss(Sampler):
         cand = self._perm[self._pos:self._pos + big]
         self._pos += big
         inputs = ctx.augment(cand)
-        reducible = ctx.score(cand, inputs) - self._il[cand]
+        reducible = ctx.score(cand, inputs, mode=self.score_mode) - self._il[cand]
         top = torch.topk(reducible, b, largest=True, sorted=False).indices
         if self._sel_sum is not None:
             self._sel_sum = self._sel_sum + reducible[top].sum()

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 __all__ = ["model_device", "score_fn"]
 
-SCORE_MODES = ("train", "eval")
+from .base import SCORE_MODES
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -67,7 +67,7 @@ def score_fn(model: nn.Module, mode: str = "train", chunk_size: int | None = Non
         saved = [b.clone() for b in buffers] if mode == "train" else []
         step = chunk_size or max(1, int(inputs.shape[0]))
         try:
-            model.train(mode == "train")
+            model.train(mode != "eval")
             with torch.no_grad():
                 logits = torch.cat([model(inputs[i:i + step]).float()
                                     for i in range(0, int(inputs.shape[0]), step)])

@@ -9,6 +9,13 @@ Rules (file references are to that repository):
   the gradient of the per-sample loss w.r.t. the last layer's pre-softmax output; for
   softmax cross-entropy that is ``||softmax(z) - onehot(y)||_2``, computed here in closed
   form from the logits of a no-grad forward (``ctx.score_logits``, counted).
+- ``score_mode``: the presample is scored in **inference mode** by default (``eval``:
+  BatchNorm uses its running statistics and updates nothing), as the reference does:
+  ``OracleWrapper.score_batch`` in ``importance_sampling/model_wrappers.py`` feeds Keras
+  learning phase 0. So the tau updates of importance-sampling steps come from inference-
+  mode scores too. ``train`` is ours (the suite's earlier rule): a train-mode forward
+  with BatchNorm running statistics restored. Uniform steps update tau from the training
+  forward (learning phase 1 in the reference's ``train_batch``) in both modes.
 - Importance sampling step (``ModelSampler`` + ``BaseSampler.sample`` in
   ``importance_sampling/samplers.py``): presample ``B = int(presample * b)`` indices
   uniformly **with replacement**, score them, draw b positions with probability
@@ -74,14 +81,20 @@ def variance_reduction(scores: Tensor) -> Tensor:
 @register("upper_bound_is")
 class UpperBoundIS(Sampler):
     """``presample``: B / b (> 1); ``tau_th``: threshold on the smoothed variance
-    reduction (None = (B + 3b) / (3b)); ``momentum``: of tau's moving average.
+    reduction (None = (B + 3b) / (3b)); ``momentum``: of tau's moving average;
+    ``score_mode``: BatchNorm in the presample's scoring forward (``eval`` = the reference).
     Epoch metrics: ``ubis_is_frac`` (fraction of steps that sampled by importance),
     ``ubis_tau`` (tau at epoch end) and ``ubis_syncs`` (host syncs, one per step)."""
 
     wants_logits = True
 
+    revision = 2   # 2: presample scored in inference mode (the reference); 1: train mode
+
     def __init__(self, presample: float = 3.0, tau_th: Optional[float] = None,
-                 momentum: float = 0.9) -> None:
+                 momentum: float = 0.9, score_mode: str = "eval") -> None:
+        if score_mode not in ("eval", "train"):
+            raise ValueError(f"score_mode must be 'eval' (the reference) or 'train', got {score_mode!r}")
+        self.score_mode = score_mode
         if isinstance(presample, bool) or not isinstance(presample, (int, float)) or not presample > 1:
             raise ValueError(f"presample must be a number > 1 (B = presample * b), got {presample!r}")
         if tau_th is not None and (isinstance(tau_th, bool) or not isinstance(tau_th, (int, float))
@@ -131,7 +144,8 @@ class UpperBoundIS(Sampler):
         self._is_steps += 1
         pre = torch.randint(0, ctx.n_train, (big,), generator=ctx.generator, device=ctx.device)
         inputs = ctx.augment(pre)
-        scores = gradient_norm_bound(ctx.score_logits(pre, inputs), ctx.labels[pre])
+        scores = gradient_norm_bound(ctx.score_logits(pre, inputs, mode=self.score_mode),
+                                     ctx.labels[pre])
         self._update_tau(scores)
         pos, weights = self.draw(scores, b, ctx.generator)
         return Batch(idx=pre[pos], inputs=inputs[pos], weights=weights, weight_mode="mean")

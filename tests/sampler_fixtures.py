@@ -5,7 +5,7 @@ pixel ``[0, 0, 0]`` of example i holds its "true loss" ``losses[i]``; ``augment`
 image and adds Gaussian noise (drawn from ``ctx.generator``, as any randomness must be) to
 every *other* pixel, so each view is unique (it can be traced back) yet its loss is exact;
 ``score`` returns pixel ``[0, 0, 0]`` of the inputs, i.e. ``losses[idx]`` for any view, in
-either mode (``score_fn`` and ``score_eval_fn`` agree; ``Toy.modes`` records which was used).
+every mode (the score backends agree; ``Toy.modes``/``Toy.logit_modes`` record which ran).
 The fake trainer follows the real trainer's contract (see ``samplers.base``).
 """
 from __future__ import annotations
@@ -30,7 +30,8 @@ class Toy:
     images: Tensor          # (n, 3, hw, hw) un-augmented, normalised
     losses: Tensor          # (n,) the true loss of each example
     scored: list = field(default_factory=list)   # (inputs, losses) of every score call
-    modes: list = field(default_factory=list)    # "train"/"eval" of every score call
+    modes: list = field(default_factory=list)    # score mode of every score call
+    logit_modes: list = field(default_factory=list)  # mode of every score_logits call
     wnorm: list = field(default_factory=lambda: [2.0])  # mutable ||W||_F seen by the ctx
     aux_calls: list = field(default_factory=list)  # (train_idx, score_idx, kwargs) per call
 
@@ -69,6 +70,12 @@ def make_toy(n: int = 40, b: int = 4, *, num_classes: int = 4, hw: int = 4,
             return out
         return score
 
+    def logits(mode: str) -> Callable[[Tensor], Tensor]:
+        def fn(inputs: Tensor) -> Tensor:
+            toy_ref[0].logit_modes.append(mode)
+            return _toy_logits(inputs, num_classes)
+        return fn
+
     def train_aux(train_idx: Tensor, score_idx: Tensor, **kwargs) -> Tensor:
         """Fake auxiliary model: its loss on example i is ``AUX_FACTOR * losses[i]``; it
         draws once from the generator it is given, as a real one would."""
@@ -83,8 +90,9 @@ def make_toy(n: int = 40, b: int = 4, *, num_classes: int = 4, hw: int = 4,
                       labels=labels, num_classes=num_classes,
                       weight_norm_fn=weight_norm_fn or wnorm, augment_fn=augment,
                       score_fn=scorer("train"), score_eval_fn=scorer("eval"),
+                      score_update_fn=scorer("train_update"),
                       images_fn=lambda: images, epochs=epochs,
-                      score_logits_fn=lambda inputs: _toy_logits(inputs, num_classes),
+                      score_logits_fn=logits("train"), score_logits_eval_fn=logits("eval"),
                       train_aux_fn=train_aux)
     toy = Toy(ctx=ctx, images=images, losses=losses)
     toy_ref.append(toy)
@@ -111,7 +119,7 @@ def train_step(sampler: Sampler, toy: Toy) -> Batch:
     p_true = torch.exp(-losses)
     sampler.observe(batch.idx, losses, p_true)
     if sampler.wants_logits:   # the training forward's logits (toy: read off the view)
-        sampler.observe_logits(batch.idx, ctx.score_logits_fn(inputs).float())
+        sampler.observe_logits(batch.idx, _toy_logits(inputs, ctx.num_classes).float())
     return batch
 
 

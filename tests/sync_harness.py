@@ -244,8 +244,8 @@ SAMPLER_CASES: dict[str, SamplerCase] = {
                                       expected=lambda chunks: Counter({"nonzero": chunks})),
     # samplers.infobatch: a pruning epoch's length is |kept examples| // b, which the host
     # must know to run the epoch: two ``nonzero`` (below / not below the mean) per epoch
-    # start, none per step. (Both test epochs prune: epochs 2, delta 0.875.)
-    "infobatch": SamplerCase(epoch_expected=Counter({"nonzero": 2})),
+    # start, none per step. (Both test epochs prune: epochs 2, delta 1, so epoch <= 2.)
+    "infobatch": SamplerCase(params={"delta": 1.0}, epoch_expected=Counter({"nonzero": 2})),
     # samplers.upper_bound_is: the uniform-or-IS decision reads tau once per step
     # (documented there, counted in its ``ubis_syncs`` column).
     # samplers.rho_loss: the first epoch start trains the irreducible-loss model once per
@@ -273,26 +273,23 @@ def record_call(trainer: Any, call: Callable[[], Any]) -> StepRecord:
     :class:`SyncRecorder`, counting the trainer's scoring forwards (``ctx.score`` calls)."""
     ctx = trainer.ctx
     calls = [0]
-    inner = ctx.score_fn
+    backends = ("score_fn", "score_eval_fn", "score_update_fn")
+    saved = {name: getattr(ctx, name) for name in backends}
 
-    def counted(*a: Any, **k: Any) -> Any:
-        calls[0] += 1
-        return inner(*a, **k)
+    def counting(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def counted(*a: Any, **k: Any) -> Any:
+            calls[0] += 1
+            return fn(*a, **k)
+        return counted
 
-    inner_eval = ctx.score_eval_fn
-
-    def counted_eval(*a: Any, **k: Any) -> Any:
-        calls[0] += 1
-        return inner_eval(*a, **k)
-
-    ctx.score_fn = counted
-    if inner_eval is not None:
-        ctx.score_eval_fn = counted_eval
+    for name, fn in saved.items():
+        if fn is not None:
+            setattr(ctx, name, counting(fn))
     try:
         with SyncRecorder(trainer.device,
                           lambda: optimizer_step_counters(trainer.optimizer)) as rec:
             call()
     finally:
-        ctx.score_fn = inner
-        ctx.score_eval_fn = inner_eval
+        for name, fn in saved.items():
+            setattr(ctx, name, fn)
     return StepRecord(rec, calls[0])

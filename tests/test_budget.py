@@ -193,6 +193,47 @@ def test_unif_sgd_at_budget_1_is_a_permutation():
         assert sorted(idx.tolist()) == list(range(12))
 
 
+def test_rs2_without_replacement_uses_every_example_before_repeating_one():
+    """RS2 without replacement (Okanovic et al. 2024): the examples trained, epoch after
+    epoch, are consecutive chunks of a stream of permutations, so each n-aligned window of
+    the stream is a permutation (the with-replacement rule fails this: its subsets are
+    drawn independently each epoch)."""
+    n, b, epochs = 20, 3, 40
+    toy = make_toy(n=n, b=b)
+    toy.ctx.budget = 0.3                                   # int(20 * 0.3 / 3) = 2 steps
+    s = build("unif_sgd", draw="without_replacement")
+    stream = []
+    for epoch in range(1, epochs + 1):
+        reseed(toy.ctx, 0, epoch)
+        s.start_epoch(epoch, toy.ctx)
+        stream += torch.cat([s.next_batch(toy.ctx).idx for _ in range(2)]).tolist()
+    assert len(stream) == epochs * 6
+    windows = [stream[i:i + n] for i in range(0, len(stream) - n + 1, n)]
+    assert len(windows) == 12 and all(sorted(w) == list(range(n)) for w in windows)
+    assert len({tuple(w) for w in windows}) == 12          # a new permutation each time
+    state = s.state_dict()                                 # the stream position is state
+    resumed = build("unif_sgd", draw="without_replacement")
+    resumed.load_state_dict(state)
+    nxt = []
+    for sampler in (s, resumed):
+        reseed(toy.ctx, 0, epochs + 1)
+        sampler.start_epoch(epochs + 1, toy.ctx)
+        nxt.append(torch.cat([sampler.next_batch(toy.ctx).idx for _ in range(2)]))
+    assert torch.equal(nxt[0], nxt[1])
+
+
+def test_rs2_with_replacement_is_the_default_and_keeps_published_ids():
+    old = RunSpec.from_dict({"matrix": "m", "dataset": "cifar10", "arm": "unif_sgd",
+                             "sampler": {"name": "unif_sgd"}})
+    explicit = RunSpec.from_dict({"matrix": "m", "dataset": "cifar10", "arm": "unif_sgd",
+                                  "sampler": {"name": "unif_sgd", "draw": "with_replacement"}})
+    other = RunSpec.from_dict({"matrix": "m", "dataset": "cifar10", "arm": "unif_sgd",
+                               "sampler": {"name": "unif_sgd", "draw": "without_replacement"}})
+    assert old.run_id == explicit.run_id != other.run_id
+    with pytest.raises(ValueError, match="draw"):
+        build("unif_sgd", draw="sometimes")
+
+
 def test_committed_runs_keep_their_ids_under_the_current_schema():
     """The run folders committed under results/ were made before later schema keys
     existed; resolving their recorded spec today must give the same run id (else the

@@ -85,3 +85,20 @@ def test_describe_gives_total_and_range(monkeypatch):
                                   "validation": 10000})
     fewer = estimate.describe([with_val], "cpu", "/nonexistent")["total"]
     assert fewer == pytest.approx((40000 // 100 * 2 + 3 * 20000 / 100 * estimate.FORWARD_FRACTION) * 0.1)
+
+
+def _spec(sampler: dict, epochs: int) -> RunSpec:
+    return RunSpec.from_dict({"matrix": "m", "dataset": "cifar10", "arm": "a", "epochs": epochs,
+                              "sampler": sampler})
+
+
+def test_infobatch_estimate_counts_the_references_pruned_epochs():
+    # 6 epochs at delta 0.875: the reference prunes floor(5.25) = 5 epochs (issue: was 6)
+    factor, extra = estimate.sampler_run_extra(_spec({"name": "infobatch"}, 6), 50_000)
+    assert factor == pytest.approx((5 * 0.75 + 1) / 6) and extra == 0.0
+
+
+def test_online_batch_selection_estimate_counts_the_references_recomputations():
+    # recompute before epochs 2, 4, 6 of 6 (none before epoch 1)
+    _, extra = estimate.sampler_run_extra(_spec({"name": "online_batch_selection"}, 6), 1280)
+    assert extra == pytest.approx(estimate.FORWARD_FRACTION * 3 * 1280 / 128)

@@ -26,10 +26,13 @@ CONFIGS = {
     "selective_backprop-train-noprime": ("selective_backprop", {"history": 16, "prime_epochs": 0,
                                                                 "score_mode": "train"}),
     "unif_sgd": ("unif_sgd", {}),
+    "unif_sgd-rs2-without-replacement": ("unif_sgd", {"draw": "without_replacement"}),
     "infobatch": ("infobatch", {}),
     "rho_loss": ("rho_loss", {"n_big": 8, "il_epochs": 1}),
+    "rho_loss-train-restored": ("rho_loss", {"n_big": 8, "il_epochs": 1, "score_mode": "train"}),
     "upper_bound_is": ("upper_bound_is", {}),
     "upper_bound_is-always": ("upper_bound_is", {"tau_th": 0.0}),
+    "upper_bound_is-always-train": ("upper_bound_is", {"tau_th": 0.0, "score_mode": "train"}),
     "online_batch_selection": ("online_batch_selection", {"recompute_epochs": 1}),
 }
 #: samplers whose epochs may have fewer than n // b steps (``epoch_steps``)
@@ -151,6 +154,8 @@ def test_defaults_and_bank_flag():
     assert samplers.params("selective_backprop") == {"beta": 3, "history": 1024,
                                                      "prime_epochs": 1, "score_mode": "eval"}
     assert samplers.params("p_sgd") == samplers.params("c_sgd") == {"replacement": False}
-    assert samplers.params("unif_sgd") == {}
+    assert samplers.params("unif_sgd") == {"draw": "with_replacement"}
+    assert samplers.params("rho_loss")["score_mode"] == "train_update"
+    assert samplers.params("upper_bound_is")["score_mode"] == "eval"
     assert [n for n in ["impon", "loss_oracle", "selective_backprop", "p_sgd", "c_sgd", "unif_sgd"]
             if samplers.get(n).has_bank] == ["impon", "loss_oracle"]

@@ -76,15 +76,46 @@ def test_expected_rescaled_loss_equals_full_data_mean():
     assert max(unscaled) < float(losses.mean())
 
 
+def reference_pruning_epochs(num_epochs: int, delta: float) -> list[bool]:
+    """Which epochs the reference prunes, from its counter (NUS-HPC-AI-Lab/InfoBatch,
+    ``infobatch/infobatch.py``, ``IBSampler``): ``__init__`` calls ``reset()`` once, every
+    epoch's ``__iter__`` calls it again; ``reset`` prunes iff ``iterations <= stop_prune``
+    (``num_epochs * delta``) and then increments ``iterations``."""
+    iterations, pruned = 0, []
+    stop_prune = num_epochs * delta
+
+    def reset() -> bool:
+        nonlocal iterations
+        prunes = not iterations > stop_prune
+        iterations += 1
+        return prunes
+
+    reset()                                        # the constructor's call
+    for _ in range(num_epochs):                    # one __iter__ per epoch
+        pruned.append(reset())
+    return pruned
+
+
+@pytest.mark.parametrize("epochs,delta", [(6, 0.875), (10, 0.875), (8, 0.875), (2, 0.5),
+                                          (3, 0.3), (200, 0.875), (5, 1.0), (4, 0.0)])
+def test_pruning_epochs_are_the_references_counter(epochs, delta):
+    s = build("infobatch", delta=delta)
+    ours = [s.is_pruning_epoch(e, epochs) for e in range(1, epochs + 1)]
+    assert ours == reference_pruning_epochs(epochs, delta)
+    assert sum(ours) == int(epochs * delta)        # floor(E * delta) pruned epochs
+
+
 def test_pruning_epochs_follow_the_reference_rule_then_full_data_unscaled():
     s = build("infobatch", delta=0.875)
-    assert [s.is_pruning_epoch(e, 10) for e in range(1, 11)] == [True] * 9 + [False]
-    assert [s.is_pruning_epoch(e, 8) for e in range(1, 9)] == [True] * 8   # 0-based 7 <= 7.0
+    # 6 epochs at 0.875 (cpu_methods): epochs 1-5 prune, the last one trains on full data
+    assert [s.is_pruning_epoch(e, 6) for e in range(1, 7)] == [True] * 5 + [False]
+    assert [s.is_pruning_epoch(e, 10) for e in range(1, 11)] == [True] * 8 + [False] * 2
+    assert [s.is_pruning_epoch(e, 8) for e in range(1, 9)] == [True] * 7 + [False]
     toy = make_toy(n=10, b=2, epochs=2)
-    s = build("infobatch", delta=0.5)                     # prune iff epoch - 1 <= 1: both
+    s = build("infobatch", delta=1.0)                     # prune iff epoch <= 2: both
     run(s, toy, seed=0, epochs=1)
     toy3 = make_toy(n=10, b=2, epochs=3)
-    s3 = build("infobatch", delta=0.3)                    # prune iff epoch - 1 <= 0.9: epoch 1
+    s3 = build("infobatch", delta=0.5)                    # prune iff epoch <= 1.5: epoch 1
     run(s3, toy3, seed=0, epochs=1)
     reseed(toy3.ctx, 0, 2)
     s3.start_epoch(2, toy3.ctx)

@@ -60,6 +60,17 @@ def test_batch_is_the_top_b_reducible_loss_of_the_scored_big_batch():
     assert not holdout_mask(40)[batch.idx].any()
 
 
+@pytest.mark.parametrize("params,mode", [({}, "train_update"), ({"score_mode": "train"}, "train"),
+                                         ({"score_mode": "eval"}, "eval")])
+def test_candidates_are_scored_keeping_the_batchnorm_update_by_default(params, mode):
+    """The reference scores in train mode and keeps the forward's BatchNorm update
+    (OATML/RHO-Loss ``MultiModels.training_step``); restoring it is our named variant."""
+    toy = make_toy(n=40, b=4)
+    s = _started(toy, **params)
+    s.next_batch(toy.ctx)
+    assert toy.modes == [mode]
+
+
 def test_default_big_batch_is_ten_batches_and_candidates_stream_without_repeats():
     toy = make_toy(n=200, b=4)
     s = build("rho_loss", il_epochs=0)

@@ -113,9 +113,21 @@ def test_importance_phase_presamples_scores_and_reweights():
     assert torch.all(second.weights > 0)
     assert torch.equal(scored_logits, toy.ctx.score_logits_fn(second.inputs))
     assert s.epoch_metrics()["ubis_is_frac"] == 0.5
+    assert toy.logit_modes[0] == "eval"                # the reference: Keras learning phase 0
 
 
-@pytest.mark.parametrize("bad,msg", [({"presample": 1.0}, "presample"), ({"tau_th": -1}, "tau_th"),
+def test_train_mode_presample_scoring_is_our_named_option():
+    toy = make_toy(n=40, b=4)
+    s = build("upper_bound_is", tau_th=0.0, score_mode="train")
+    reseed(toy.ctx, 0, 1)
+    s.start_epoch(1, toy.ctx)
+    train_step(s, toy)
+    s.next_batch(toy.ctx)
+    assert toy.logit_modes == ["train"]
+
+
+@pytest.mark.parametrize("bad,msg", [({"score_mode": "train_update"}, "score_mode"),
+                                     ({"presample": 1.0}, "presample"), ({"tau_th": -1}, "tau_th"),
                                      ({"momentum": 1.0}, "momentum")])
 def test_bad_parameters_are_one_line_errors(bad, msg):
     with pytest.raises(ValueError, match=msg):

@@ -52,12 +52,12 @@ def test_mean_weight_mode_minimises_the_plain_mean_of_weighted_losses(tiny_root,
 
 
 def test_infobatch_prunes_steps_and_the_schedule_spans_the_real_steps(tiny_root, tiny_defaults, tmp_path):
-    spec = _spec(tiny_defaults, {"name": "infobatch", "ratio": 0.5, "delta": 0.34}, epochs=3)
+    spec = _spec(tiny_defaults, {"name": "infobatch", "ratio": 0.5, "delta": 0.67}, epochs=3)
     assert _train(tiny_root, tmp_path / "r", spec).status == "done"
     it = pd.read_csv(tmp_path / "r" / "iterations.csv")
     ep = pd.read_csv(tmp_path / "r" / "epochs.csv")
     steps = it.groupby("epoch").size().tolist()
-    # epoch 1: nothing below the initial score; epoch 2 prunes (1 - 1 <= 3 * .34); epoch 3 full
+    # epoch 1: nothing below the initial score; epoch 2 prunes (2 <= 3 * .67); epoch 3 full
     assert steps[0] == 6 and steps[1] < 6 and steps[2] == 6
     assert ep.infobatch_pruning.tolist()[1:] == [1.0, 1.0, 0.0]
     assert (it.iteration == list(range(1, len(it) + 1))).all() and (it.backprops == it.iteration * B).all()
@@ -85,12 +85,41 @@ def test_online_batch_selection_and_upper_bound_is_run_and_count(tiny_root, tiny
     spec = _spec(tiny_defaults, {"name": "online_batch_selection", "recompute_epochs": 1})
     assert _train(tiny_root, tmp_path / "o", spec).status == "done"
     ep = pd.read_csv(tmp_path / "o" / "epochs.csv")
-    assert ep.forwards.iloc[2] == 2 * (N_TRAIN + 6 * B) and ep.backprops.iloc[2] == 12 * B
+    # the reference's schedule: epoch 1 uniform, one recomputation before epoch 2
+    assert ep.forwards.iloc[1] == 6 * B and ep.forwards.iloc[2] == N_TRAIN + 12 * B
+    assert ep.backprops.iloc[2] == 12 * B and list(ep.obs_recomputed.iloc[1:]) == [0.0, 1.0]
     spec = _spec(tiny_defaults, {"name": "upper_bound_is", "tau_th": 0.0})
     assert _train(tiny_root, tmp_path / "u", spec).status == "done"
     ep = pd.read_csv(tmp_path / "u" / "epochs.csv")
     # the first step is uniform (tau starts at 0); every later one presamples B = 3b
     assert ep.forwards.iloc[2] == 12 * B + 11 * 3 * B and ep.ubis_is_frac.iloc[2] == 1.0
+
+
+def test_train_update_scoring_keeps_the_batchnorm_update_of_a_plain_forward(tiny_root, tiny_defaults,
+                                                                           tmp_path):
+    """RHO-LOSS's reference selection forward: train mode, no grad, running statistics
+    updated; ``train`` restores them; both score with batch statistics."""
+    import copy
+    spec = _spec(tiny_defaults, {"name": "rho_loss", "n_big": 32, "il_epochs": 1})
+    trainer = Trainer(spec, tmp_path / "r", data_root=tiny_root, download=False,
+                      device=torch.device("cpu"))
+    trainer.net.train()
+    idx = torch.arange(16)
+    inputs = trainer.ctx.augment(idx)
+    twin = copy.deepcopy(trainer.net)
+    with torch.no_grad():
+        want = F.cross_entropy(twin(inputs), trainer.data.y_train[idx], reduction="none")
+    bufs = lambda net: [b.clone() for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)
+                        for b in (m.running_mean, m.running_var, m.num_batches_tracked)]
+    before = bufs(trainer.net)
+    restored = trainer.ctx.score(idx, inputs, mode="train")
+    assert all(torch.equal(x, y) for x, y in zip(before, bufs(trainer.net)))
+    got = trainer.ctx.score(idx, inputs, mode="train_update")
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(restored, want)
+    assert all(torch.equal(x, y) for x, y in zip(bufs(twin), bufs(trainer.net)))   # updated
+    assert not all(torch.equal(x, y) for x, y in zip(before, bufs(trainer.net)))
+    assert trainer.ctx.forwards == 32 and trainer.net.training
 
 
 class _Stop(Exception):
