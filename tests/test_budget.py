@@ -253,9 +253,12 @@ def test_committed_runs_keep_their_ids_under_the_current_schema():
 def test_budget_matrices_expand_as_documented():
     from benchmarks import matrix
     runs = matrix.load("budget").runs
-    assert len(runs) == 3 * 5 * 5 * 3
+    assert len(runs) == 3 * 5 * 6 * 3
     assert sorted({r["budget"] for r in runs}) == [0.2, 0.3, 0.5, 0.7, 1.0]
-    assert {r["arm"] for r in runs} == {"unif_sgd", "p_sgd", "c_sgd", "impon", "selective_backprop"}
+    assert {r["arm"] for r in runs} == {"unif_sgd", "unif_sgd_rs2_wor", "p_sgd", "c_sgd", "impon",
+                                        "selective_backprop"}
+    assert {r["sampler"]["draw"] for r in runs if r["arm"].startswith("unif_sgd")} == {
+        "with_replacement", "without_replacement"}
     cpu = matrix.load("cpu_budget").runs
     assert len({r["seed"] for r in cpu}) >= 3 and {r["dataset"] for r in cpu} == {"cifar10-5k"}
     beta0 = [r for r in cpu if r["arm"] == "selective_backprop_beta0"]
@@ -278,7 +281,7 @@ def test_cpu_budget_matrix_runs_end_to_end_on_tiny_data(tiny_root, tmp_path):
     runs = [r for r in matrix.load("cpu_budget").runs
             if r["seed"] == 0 and (r["budget"] == 0.5
                                    or (r["budget"] == 1.0 and r["arm"] in ("unif_sgd", "p_sgd")))]
-    assert len(runs) == 8
+    assert len(runs) == 9
     root = tmp_path / "results" / "cpu_budget"
     for r in runs:
         raw = r.to_dict()
@@ -295,4 +298,4 @@ def test_cpu_budget_matrix_runs_end_to_end_on_tiny_data(tiny_root, tmp_path):
         assert steps == int(96 * spec["budget"] / 16)
     fig = budget.budget_accuracy(load_matrix(root), root / "figures")
     assert fig is not None and (root / "figures" / "budget_accuracy.png").exists()
-    assert len(budget.budget_table(load_matrix(root))) == 8
+    assert len(budget.budget_table(load_matrix(root))) == 9
