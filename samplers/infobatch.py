@@ -66,6 +66,8 @@ class InfoBatch(Sampler):
     Epoch metrics: ``infobatch_kept_frac`` (examples kept / n) and ``infobatch_pruning``
     (1 if the epoch pruned)."""
 
+    revision = 2   # 2: floor(E * delta) pruned epochs (the reference's counter); 1: one more
+
     def __init__(self, ratio: float = 0.5, delta: float = 0.875) -> None:
         self.ratio = _check_fraction("ratio", ratio, 0.0, 0.9)
         self.delta = _check_fraction("delta", delta, 0.0, 1.0)
