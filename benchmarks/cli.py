@@ -34,6 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="never download; a missing dataset is an error")
     r.add_argument("--device", default=os.environ.get("DEVICE", "auto"),
                    help="cpu, cuda, cuda:N or auto (default: cuda if available)")
+    r.add_argument("--log", action="append", default=[], choices=("tensorboard", "wandb"),
+                   help="also stream losses and epoch metrics to TensorBoard / W&B (offline unless "
+                        "WANDB_MODE is set), into each run folder; repeatable. Needs the extra: "
+                        "pip install -e '.[tensorboard]' / '.[wandb]'")
     r.add_argument("--results", default="results", help="results root (default: ./results)")
     r.add_argument("--jobs", type=int, default=1,
                    help="parallel runs (processes), round-robin over visible GPUs; several per GPU is fine")
@@ -100,23 +104,49 @@ def preflight(specs: list, args: argparse.Namespace) -> None:
         if info is not None and isinstance(bank, int) and bank > info.n_train:
             problems.append(f"sampler.bank_size: {bank} (arm {spec['arm']}) is larger than the "
                             f"training set of {spec['dataset']} ({info.n_train}); lower bank_size")
+        elif info is not None and spec["batch_size"] <= info.n_train:
+            problems += size_problems(spec, info.n_train)
     if problems:
         raise UserError(*dict.fromkeys(problems))
 
 
+def size_problems(spec: Any, n_train: int) -> list[str]:
+    """What the data size rules out for ``spec``: a budget leaving no full batch, and the
+    sampler's own size rules (``Sampler.check_sizes``), each prefixed with the run's arm."""
+    import samplers
+
+    from .train import planned_steps
+
+    where = f"arm {spec['arm']} on {spec['dataset']} ({n_train} training examples)"
+    try:
+        planned_steps(n_train, spec["batch_size"], spec)
+    except UserError as exc:
+        return [f"{where}: {p}" for p in exc.problems]
+    params = dict(spec["sampler"])
+    sampler = samplers.build(params.pop("name"), **params)
+    return [f"{where}: {p}" for p in sampler.check_sizes(
+        n_train=n_train, batch_size=spec["batch_size"], epochs=spec["epochs"])]
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from . import estimate, matrix, runner
+    from . import estimate, faults, matrix, runner
     from .config import parse_set
     from .train import resolve_device
 
     if args.jobs < 1:
         raise UserError(f"--jobs {args.jobs}: must be >= 1")
+    faults.check_environ()  # a malformed test hook is a usage error, before anything is written
+    from .sinks import check_available
+    check_available(args.log)  # --log's package missing: one line naming the extra, exit 2
     mat = matrix.load(args.matrix, parse_set(args.sets))
+    for note in mat.notes:  # e.g. --set arm=X left the reference arm out
+        print(f"note: {note}")
     specs = runner.shard(list(mat.runs), args.shard)
     device = str(resolve_device(args.device))
     opts = runner.RunOptions(results=args.results, data_root=args.data_root,
                              download=args.download, device=args.device,
-                             progress=runner.is_tty() and args.jobs == 1)
+                             progress=runner.is_tty() and args.jobs == 1,
+                             log=tuple(dict.fromkeys(args.log)))
     statuses = {s.run_id: runner.read_status(runner.run_dir(opts, s)) for s in specs}
     done = sum(1 for v in statuses.values() if v in runner.FINISHED)
     pending = [s for s in specs if statuses[s.run_id] not in runner.FINISHED]
@@ -148,27 +178,40 @@ def cmd_run(args: argparse.Namespace) -> int:
                             "`make cpu-mini` (about an hour on 2 cores)")
 
     if args.launcher == "slurm":
-        slurm = runner.SlurmOptions(partition=args.partition, time_min=args.time_min,
-                                    gpus_per_task=args.gpus_per_task, cpus_per_task=args.cpus_per_task,
-                                    mem_gb=args.mem_gb, array_parallelism=args.array_parallelism,
-                                    cluster=args.slurm_cluster, wait=args.wait,
-                                    account=args.slurm_account, qos=args.slurm_qos,
-                                    constraint=args.slurm_constraint, sbatch=tuple(args.sbatch),
-                                    setup=tuple(args.slurm_setup), signal_delay_s=args.signal_delay_s)
+        from .slurm import SlurmOptions, run_slurm, wait_for
+
+        slurm = SlurmOptions(partition=args.partition, time_min=args.time_min,
+                             gpus_per_task=args.gpus_per_task, cpus_per_task=args.cpus_per_task,
+                             mem_gb=args.mem_gb, array_parallelism=args.array_parallelism,
+                             cluster=args.slurm_cluster, wait=args.wait,
+                             account=args.slurm_account, qos=args.slurm_qos,
+                             constraint=args.slurm_constraint, sbatch=tuple(args.sbatch),
+                             setup=tuple(args.slurm_setup), signal_delay_s=args.signal_delay_s)
         _check_slurm_options(slurm)
         opts = runner.RunOptions(**{**opts.__dict__, "progress": False, "log_epochs": True})
-        jobs = runner.run_slurm(pending, opts, slurm, Path(args.results) / mat.name / ".submitit")
+        jobs = run_slurm(pending, opts, slurm, Path(args.results) / mat.name / ".submitit")
+        _record_matrix(mat, args.results)
         print(f"submitted {len(jobs)} runs of {mat.name} as job array {jobs[0].job_id.split('_')[0]} "
               f"(logs in {args.results}/{mat.name}/.submitit); re-run with --dry-run to see progress",
               flush=True)
         if not args.wait:
             return 0
-        from .slurm import wait_for
         wait_for(jobs, pending, opts)
         return _exit_code(specs, opts)
 
+    _record_matrix(mat, args.results)
     _run_with_progress(mat.name, pending, opts, args.jobs, done, len(specs))
     return _exit_code(specs, opts)
+
+
+def _record_matrix(mat: Any, results: str) -> None:
+    """Keep the matrix file in ``results/<matrix>/`` once runs start (the plots read its
+    reference from there); only now, so bad input and a refused submission write nothing."""
+    from . import runner
+
+    note = runner.record_matrix(mat.path, Path(results) / mat.name)
+    if note:
+        print(f"note: {note}", flush=True)
 
 
 def _check_slurm_options(slurm: Any) -> None:

@@ -19,6 +19,8 @@ from typing import Any
 import yaml
 
 MATRIX_DIR = Path(__file__).resolve().parent / "matrices"
+#: The copy of the matrix file that the runner keeps in ``results/<matrix>/`` (exact text).
+RECORDED = "matrix.yaml"
 
 
 def _hint(name: str, arms: Sequence[str]) -> str:
@@ -80,15 +82,30 @@ def parse(reference: Any, comparisons: Any, arms: Sequence[str]
 
 def matrix_file(name: str, results_dir: Path | None = None) -> Path | None:
     """The YAML a matrix's results came from: ``<results_dir>/matrix.yaml`` if a copy sits
-    next to the runs, else ``benchmarks/matrices/<name>.yaml``; None if neither exists."""
-    candidates = ([Path(results_dir) / "matrix.yaml"] if results_dir is not None else []) \
-        + [MATRIX_DIR / f"{name}.yaml"]
-    return next((p for p in candidates if p.is_file()), None)
+    next to the runs (the runner records the file it ran: it may live anywhere), else
+    ``benchmarks/matrices/<name>.yaml`` (results recorded before the runner kept a copy);
+    None if neither exists."""
+    own = MATRIX_DIR / f"{name}.yaml"
+    recorded = Path(results_dir) / RECORDED if results_dir is not None else None
+    if recorded is not None and recorded.is_file():
+        # A copy of the suite's own file names that file, so a report reads the same with
+        # or without the copy (git keeps it out of the committed results/cpu_* folders).
+        return own if _same_text(recorded, own) else recorded
+    return own if own.is_file() else None
+
+
+def _same_text(a: Path, b: Path) -> bool:
+    try:
+        return a.read_bytes() == b.read_bytes()
+    except OSError:  # unreadable or absent: not the same (reading ``a`` then says why)
+        return False
 
 
 def read(path: Path) -> tuple[Any, Any, list[str]]:
-    """(reference, comparisons, arm names) as written in a matrix YAML (not validated)."""
-    doc = yaml.safe_load(Path(path).read_text()) or {}
+    """(reference, comparisons, arm names) as written in a matrix YAML (not validated).
+
+    Raises UnicodeDecodeError, OSError or yaml.YAMLError on a file that cannot be read."""
+    doc = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     if not isinstance(doc, Mapping):
         return None, None, []
     grid = doc.get("grid") or {}

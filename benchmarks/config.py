@@ -29,7 +29,7 @@ REQUIRED = object()  # marker: key has no default
 TOP_LEVEL: dict[str, tuple[Any, Any]] = {
     "matrix": (str, "adhoc"),
     "arm": (str, None),            # defaults to the sampler name
-    "dataset": (str, REQUIRED),    # cifar10 | cifar100 | svhn | a prepared dataset name
+    "dataset": (str, REQUIRED),    # a built-in (benchmarks/catalogue.py) or a prepared dataset
     "seed": (int, 0),
     "epochs": (int, 30),
     "batch_size": (int, 128),
@@ -53,7 +53,7 @@ SUBSET: dict[str, tuple[Any, Any]] = {
 
 AUGMENT: dict[str, tuple[Any, Any]] = {
     "crop_padding": (int, 4),
-    "flip": ((bool, str), "auto"),  # auto = no flip for svhn (digits), flip otherwise
+    "flip": ((bool, str), "auto"),  # auto = the catalogue's rule (no flip for svhn digits)
 }
 
 MODELS: dict[str, dict[str, tuple[Any, Any]]] = {
@@ -370,7 +370,7 @@ class RunSpec:
         body = _drop_stable_defaults(body)
         # A sampler whose rule changed (``Sampler.revision``) renames its runs, so results
         # made under the old rule are never taken as done (revision 1 adds nothing).
-        revision = samplers.get(body["sampler"]["name"]).revision
+        revision = samplers.get(self.config["sampler"]["name"]).revision
         if revision != 1:
             body["sampler_revision"] = revision
         canon = json.dumps(body, sort_keys=True, separators=(",", ":"))
@@ -417,16 +417,16 @@ def _drop_stable_defaults(body: dict[str, Any]) -> dict[str, Any]:
 
 def parse_set(items: list[str]) -> dict[str, Any]:
     """``["epochs=2", "model.width=0.25"]`` -> nested override dict (values parsed as YAML)."""
-    import yaml
+    from . import yamlsafe
 
     out: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
             raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. --set epochs=2")
         key, _, val = item.partition("=")
-        try:
-            value = yaml.safe_load(val)
-        except yaml.YAMLError:
+        try:  # the matrix file's rules: seed=010 is an error, not the octal 8
+            value = yamlsafe.load_text(val, "--set", root=key.strip())
+        except yamlsafe.YamlSyntaxError:
             value = val
         cur = out
         parts = key.strip().split(".")

@@ -4,8 +4,8 @@ Why this shape:
 
 * **One in-memory format.** Every dataset ends up as ``x`` uint8 NHWC (N, H, W, 3) and
   ``y`` int64 (N,) -- the layout of torchvision's ``CIFAR10(...).data`` -- whether it came
-  from torchvision (``cifar10``, ``cifar100``, ``svhn``), from the npz cache the suite writes
-  after the first torchvision load, or from a user's *prepared dataset*
+  from torchvision (the built-ins, :mod:`benchmarks.catalogue`), from the npz cache the
+  suite writes after the first torchvision load, or from a user's *prepared dataset*
   (``data_root/<name>/train.npz`` + ``test.npz``). The cache format *is* the prepared format,
   so there is one reader and one validator.
 * **The whole split lives on the training device as uint8** (CIFAR-10 train is 150 MB) and
@@ -34,27 +34,30 @@ import os
 import zipfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from . import io
+from .catalogue import BUILTINS, Builtin
 from .errors import UserError
+from .splits import Split, write_npz_atomic  # noqa: F401 (the host format, re-exported)
+from .synthetic import SMOKE_DATASETS, write_smoke_dataset
 
 log = logging.getLogger(__name__)
 
-BUILTIN = ("cifar10", "cifar100", "svhn")
+#: Names of the built-in datasets (benchmarks/catalogue.py); any other name is prepared.
+BUILTIN = tuple(BUILTINS)
 
-#: Class counts of the built-ins (torchvision's ``classes``; SVHN has 10 digits).
-BUILTIN_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10}
-#: Official split sizes; a built-in that loads with other sizes is logged as a warning
-#: (it still runs: the counts and fingerprint in run.json say what was used).
-BUILTIN_SIZES = {"cifar10": (50000, 10000), "cifar100": (50000, 10000), "svhn": (73257, 26032)}
 
-_FIX_HINT = ("run without --no-download to fetch it, or copy the official files there "
-             "(README, section \"Data and devices\")")
+def _fix_hint(entry: Builtin) -> str:
+    """How to get a built-in's missing or broken files, for a machine told not to download."""
+    return (f"run without --no-download to fetch it, or copy the official files ({entry.homepage}) "
+            "there (README, section \"Data and devices\")")
+
+
 #: After a download was tried and failed: the user did not pass --no-download, so do not
 #: tell them to drop it; say what else works offline.
 _DOWNLOAD_FAILED_HINT = ("no network? copy the official files there (README, section \"Data and "
@@ -62,19 +65,6 @@ _DOWNLOAD_FAILED_HINT = ("no network? copy the official files there (README, sec
 
 
 # --------------------------------------------------------------------------- host side
-@dataclass(frozen=True)
-class Split:
-    """One split on the host: ``x`` uint8 NHWC (N, H, W, 3), ``y`` int64 (N,)."""
-
-    x: np.ndarray
-    y: np.ndarray
-    #: Class count stated by the file (a prepared npz's optional ``num_classes``), else None.
-    num_classes: Optional[int] = None
-
-    def __len__(self) -> int:
-        return int(self.y.shape[0])
-
-
 @dataclass(frozen=True)
 class DatasetInfo:
     """What a run needs to know (and record) about the data it trained on.
@@ -115,12 +105,13 @@ def load_splits(
 ) -> tuple[Split, Split, DatasetInfo]:
     """Load dataset ``name`` from ``data_root`` and return (train, test, info).
 
-    Built-ins (:data:`BUILTIN`) read ``data_root/<name>/{train,test}.npz`` when present
-    (``source="npz-cache"``), else load through torchvision (downloading into
-    ``data_root/<name>`` if ``download``) and write that cache. Any other name is a prepared
-    dataset ``data_root/<name>/{train,test}.npz``. ``subset`` (``{"train": N, "test": M,
-    "seed": s}``, each optional) takes a seeded class-stratified subset *after* the
-    normalisation statistics were computed on the full training split.
+    Built-ins (:data:`benchmarks.catalogue.BUILTINS`) read ``data_root/<name>/{train,test}.npz``
+    when present (``source="npz-cache"``), else load their official files through
+    torchvision (downloading into ``data_root/<name>`` if ``download``) and write that
+    cache. Any other name is a prepared dataset ``data_root/<name>/{train,test}.npz``.
+    ``subset`` (``{"train": N, "test": M, "seed": s}``, each optional) takes a seeded
+    class-stratified subset *after* the normalisation statistics were computed on the full
+    training split.
     """
     subset_spec = _parse_subset(subset)  # validate before touching the disk
     if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name \
@@ -130,19 +121,20 @@ def load_splits(
     root = Path(data_root).expanduser()
     folder = root / name
 
-    if name in BUILTIN:
+    builtin = BUILTINS.get(name)
+    if builtin is not None:
         cache = (folder / "train.npz", folder / "test.npz")
         if cache[0].is_file() and cache[1].is_file():
             train, test = (_read_npz(p, name) for p in cache)
             source = "npz-cache"
         else:
-            train, test = _load_torchvision(name, root, download)
+            train, test = _load_torchvision(builtin, root, download)
             source = "torchvision"
             _write_cache(folder, train, test)
-        num_classes = BUILTIN_CLASSES[name]
-        if (len(train), len(test)) != BUILTIN_SIZES[name]:
+        num_classes = builtin.classes
+        if (len(train), len(test)) != (builtin.train_size, builtin.test_size):
             log.warning("%s: loaded %d train / %d test examples from %s, not the official %d / %d",
-                        name, len(train), len(test), source, *BUILTIN_SIZES[name])
+                        name, len(train), len(test), source, builtin.train_size, builtin.test_size)
     else:
         files = (folder / "train.npz", folder / "test.npz")
         if not all(p.is_file() for p in files):
@@ -174,7 +166,7 @@ def load_splits(
 
     info = DatasetInfo(
         name=name, n_train=len(train), n_test=len(test), num_classes=num_classes,
-        mean=mean, std=std, flip=(name != "svhn"), source=source,
+        mean=mean, std=std, flip=builtin.flip if builtin else True, source=source,
         fingerprint=fingerprint(train, test), subset=subset_spec,
         n_train_full=n_train_full, n_test_full=n_test_full,
     )
@@ -432,15 +424,6 @@ def prepared_num_classes(name: str, folder: Path, train: Split, test: Split) -> 
     return c
 
 
-def write_npz_atomic(path: Path, x: np.ndarray, y: np.ndarray) -> None:
-    """Write ``{x, y}`` to ``path`` via a temp file + ``os.replace``.
-
-    Why atomic: several runs of a matrix may load the same dataset at once; a reader must
-    see either no cache or a complete one, never a half-written file.
-    """
-    io.atomic_write(Path(path), lambda f: np.savez(f, x=x, y=y), mode="wb")
-
-
 def _write_cache(folder: Path, train: Split, test: Split) -> None:
     """Cache a torchvision load as npz; if the folder is not writable, just skip it."""
     try:
@@ -451,41 +434,60 @@ def _write_cache(folder: Path, train: Split, test: Split) -> None:
 
 
 # ------------------------------------------------------------------------ torchvision
-def _torchvision_files(name: str, folder: Path) -> tuple[Path, list[Path]]:
-    """(the path to name in messages, the files torchvision needs) for a built-in."""
+#: Readers of the built-ins' official files, by :attr:`Builtin.loader`: ``(entry, folder,
+#: download) -> (train, test)`` through the ``torchvision.datasets`` class the entry names
+#: (which checks the files' MD5 sums, and downloads them into ``folder`` if ``download``).
+_LOADERS: dict[str, Callable[[Builtin, Path, bool], tuple[Split, Split]]] = {}
+
+
+def _loader(name: str) -> Callable[[Callable], Callable]:
+    """Register a loader under ``name`` (what a catalogue entry's ``loader`` says)."""
+    def register(fn: Callable) -> Callable:
+        _LOADERS[name] = fn
+        return fn
+    return register
+
+
+@_loader("cifar")
+def _load_cifar(entry: Builtin, folder: Path, download: bool) -> tuple[Split, Split]:
+    """CIFAR-10/100: torchvision keeps ``data`` uint8 NHWC and ``targets`` a list."""
     from torchvision import datasets
 
-    if name == "svhn":
-        files = [folder / datasets.SVHN.split_list[s][1] for s in ("train", "test")]
-        return files[0], files
-    cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
-    base = folder / cls.base_folder
-    files = [base / f for f, _ in cls.train_list + cls.test_list] + [base / cls.meta["filename"]]
-    return base, files
+    cls = getattr(datasets, entry.torchvision)
+    train, test = (cls(str(folder), train=t, download=download) for t in (True, False))
+    return _split(train.data, train.targets), _split(test.data, test.targets)
 
 
-def _construct(name: str, folder: Path, download: bool) -> tuple[Any, Any]:
+@_loader("svhn")
+def _load_svhn(entry: Builtin, folder: Path, download: bool) -> tuple[Split, Split]:
+    """SVHN: torchvision keeps ``data`` as (N, 3, H, W) and already maps label 10 -> digit 0."""
     from torchvision import datasets
 
-    if name == "svhn":
-        return (datasets.SVHN(str(folder), split="train", download=download),
-                datasets.SVHN(str(folder), split="test", download=download))
-    cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
-    return cls(str(folder), train=True, download=download), cls(str(folder), train=False, download=download)
+    cls = getattr(datasets, entry.torchvision)
+    train, test = (cls(str(folder), split=s, download=download) for s in ("train", "test"))
+    return (_split(np.asarray(train.data).transpose(0, 2, 3, 1), train.labels),
+            _split(np.asarray(test.data).transpose(0, 2, 3, 1), test.labels))
 
 
-def _load_torchvision(name: str, root: Path, download: bool) -> tuple[Split, Split]:
-    """Load a built-in through ``torchvision.datasets`` (their checksums included).
+def _split(x: object, y: object) -> Split:
+    return Split(x=np.ascontiguousarray(np.asarray(x), dtype=np.uint8),
+                 y=np.ascontiguousarray(np.asarray(y, dtype=np.int64).reshape(-1)))
+
+
+def _load_torchvision(entry: Builtin, root: Path, download: bool) -> tuple[Split, Split]:
+    """Load a built-in's official files (torchvision's checksums included).
 
     torchvision is asked to download only when files are missing (or fail its checksum
     and downloads are allowed), so present files are verified once, not twice.
     """
-    folder = root / name
-    where, files = _torchvision_files(name, folder)
+    name, folder = entry.name, root / entry.name
+    files = [folder / f for f in entry.layout]
+    where = folder / entry.where
+    load = _LOADERS[entry.loader]
     missing = [p for p in files if not p.is_file()]
     if missing and not download:
         detail = "" if len(missing) == len(files) else f" (missing {missing[0].name})"
-        raise UserError(f"{name}: no data at {where}{detail}; {_FIX_HINT}")
+        raise UserError(f"{name}: no data at {where}{detail}; {_fix_hint(entry)}")
     created = [p for p in (root, folder) if not p.exists()] if download else []
     try:
         if missing:
@@ -494,22 +496,21 @@ def _load_torchvision(name: str, root: Path, download: bool) -> tuple[Split, Spl
             # Under the lock, look again: another runner may have fetched the files meanwhile.
             missing = [p for p in files if not p.is_file()]
             try:
-                tr, te = _construct(name, folder, download=bool(missing))
+                return load(entry, folder, bool(missing))
             except RuntimeError as e:
                 if missing:
                     raise UserError(f"{name}: download into {folder} failed ({e}); "
                                     f"{_DOWNLOAD_FAILED_HINT}") from e
                 if not download:
                     raise UserError(f"{name}: files at {where} are corrupted or incomplete (torchvision "
-                                    f"checksum failed); delete them and {_FIX_HINT}") from e
-                tr, te = _download(name, folder)
+                                    f"checksum failed); delete them and {_fix_hint(entry)}") from e
+                return _download(entry, folder)
             except OSError as e:  # network errors (URLError is an OSError), disk full, ...
                 raise UserError(f"{name}: download into {folder} failed ({e}); "
                                 f"{_DOWNLOAD_FAILED_HINT}") from e
     except UserError:
         _remove_if_left_empty(created)
         raise
-    return _to_split(name, tr), _to_split(name, te)
 
 
 def _remove_if_left_empty(created: list[Path]) -> None:
@@ -537,8 +538,6 @@ def _write_if_synthetic(name: str, root: Path) -> None:
     They are generated locally from a fixed seed (no network), so a smoke run works on a
     fresh, offline machine with no preparation step.
     """
-    from .synthetic import SMOKE_DATASETS, write_smoke_dataset
-
     if name in SMOKE_DATASETS:
         try:
             write_smoke_dataset(name, root)
@@ -567,12 +566,13 @@ def _download_lock(folder: Path) -> Iterator[None]:
         yield
 
 
-def _download(name: str, folder: Path) -> tuple[Any, Any]:
-    _ensure_writable(name, folder)
+def _download(entry: Builtin, folder: Path) -> tuple[Split, Split]:
+    _ensure_writable(entry.name, folder)
     try:
-        return _construct(name, folder, download=True)
+        return _LOADERS[entry.loader](entry, folder, True)
     except (RuntimeError, OSError) as e:
-        raise UserError(f"{name}: re-download into {folder} failed ({e}); {_DOWNLOAD_FAILED_HINT}") from e
+        raise UserError(f"{entry.name}: re-download into {folder} failed ({e}); "
+                        f"{_DOWNLOAD_FAILED_HINT}") from e
 
 
 def _ensure_writable(name: str, folder: Path) -> None:
@@ -584,16 +584,6 @@ def _ensure_writable(name: str, folder: Path) -> None:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise UserError(f"{name}: {folder} is not writable, so the dataset cannot be downloaded there; "
                         f"choose a writable --data-root")
-
-
-def _to_split(name: str, ds: Any) -> Split:
-    if name == "svhn":  # torchvision keeps SVHN as (N, 3, H, W) and already maps label 10 -> 0
-        x = np.ascontiguousarray(np.asarray(ds.data).transpose(0, 2, 3, 1), dtype=np.uint8)
-        y = np.asarray(ds.labels, dtype=np.int64).reshape(-1)
-    else:
-        x = np.ascontiguousarray(np.asarray(ds.data), dtype=np.uint8)
-        y = np.asarray(ds.targets, dtype=np.int64).reshape(-1)
-    return Split(x=x, y=np.ascontiguousarray(y))
 
 
 # ------------------------------------------------------------------------ device side

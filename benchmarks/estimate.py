@@ -24,10 +24,12 @@ import torch.nn.functional as F
 import models
 import samplers
 
+from .catalogue import BUILTINS
 from .config import RunSpec
+from .errors import UserError
 
-BUILTIN_SIZES = {"cifar10": (50000, 10000, 10), "cifar100": (50000, 10000, 100),
-                 "svhn": (73257, 26032, 10)}
+#: (n_train, n_test, classes) of each built-in, from the catalogue (benchmarks/catalogue.py).
+BUILTIN_SIZES = {d.name: (d.train_size, d.test_size, d.classes) for d in BUILTINS.values()}
 FORWARD_FRACTION = 1 / 3  # cost of a no-grad forward relative to a training step
 
 
@@ -145,46 +147,35 @@ def step_seconds(device: str, width: float, batch_size: int, num_classes: int, a
     return step_time(device, width, batch_size, num_classes, amp, channels_last).median
 
 
-def sampler_factor(spec: RunSpec) -> float:
+def sampler_cost(spec: RunSpec, n_train: int) -> samplers.Cost:
+    """The run's sampler cost model, as its class declares it (``Sampler.cost``).
+
+    A sampler that declares none is a UserError: estimating it as free would be a silent
+    lie about a method that may spend many selection forwards."""
+    params = dict(spec["sampler"])
+    name = params.pop("name")
+    sampler = samplers.build(name, **params)
+    cost = sampler.cost(n_train=n_train, batch_size=spec["batch_size"], epochs=spec["epochs"])
+    if cost is None:
+        raise UserError(f"sampler {name!r} declares no cost model, so its runs cannot be "
+                        f"estimated; give {type(sampler).__name__} a cost() method returning "
+                        "samplers.Cost(...) (Cost() if it costs nothing beyond training)")
+    return cost
+
+
+def sampler_factor(spec: RunSpec, n_train: int = 0) -> float:
     """Training-step cost multiplier from the forwards a sampler spends on selection."""
-    s, b = spec["sampler"], spec["batch_size"]
-    extra = 0.0  # extra forwarded examples per step
-    if s["name"] == "selective_backprop":
-        # E[keep] = 1/(beta+1) for uniform percentiles; priming epochs keep all (1 forward
-        # per backprop).
-        epochs = spec["epochs"]
-        primed = min(s.get("prime_epochs", 0), epochs)
-        extra = ((s["beta"] + 1) * (epochs - primed) + primed) / epochs * b
-    elif s["name"] == "loss_oracle":
-        extra = s["bank_size"]
-    elif s["name"] == "impon" and s.get("diagnose_every"):
-        extra = s["bank_size"] / s["diagnose_every"]
-    elif s["name"] == "rho_loss":
-        extra = s["n_big"] or 10 * b
-    elif s["name"] == "upper_bound_is":
-        extra = s["presample"] * b  # upper bound: importance sampling on at every step
-    return 1.0 + FORWARD_FRACTION * extra / b
+    cost = sampler_cost(spec, n_train)
+    return 1.0 + FORWARD_FRACTION * cost.forwards_per_step / spec["batch_size"]
 
 
 def sampler_run_extra(spec: RunSpec, n_train: int) -> tuple[float, float]:
-    """(step-count factor, extra training-step equivalents per run) of the samplers whose
-    cost is not per step: InfoBatch's pruned epochs (GUESS: about half the examples score
-    below the mean, so a pruning epoch keeps 1 - ratio/2 of the data), RHO-LOSS's IL model
-    (il_epochs passes over the holdout half plus one forward of the other half) and online
-    batch selection's full recomputation forwards."""
-    s, b, epochs = spec["sampler"], spec["batch_size"], spec["epochs"]
-    if s["name"] == "infobatch":
-        pruned = sum(samplers.build("infobatch", ratio=s["ratio"], delta=s["delta"])
-                     .is_pruning_epoch(e, epochs) for e in range(1, epochs + 1))
-        return (pruned * (1 - s["ratio"] / 2) + (epochs - pruned)) / epochs, 0.0
-    if s["name"] == "rho_loss":
-        half = n_train / 2
-        return 1.0, (s["il_epochs"] * half + FORWARD_FRACTION * half) / b
-    if s["name"] == "online_batch_selection":
-        passes = samplers.build("online_batch_selection", recompute_epochs=s["recompute_epochs"]
-                                ).recomputations(epochs)
-        return 1.0, FORWARD_FRACTION * passes * n_train / b
-    return 1.0, 0.0
+    """(step-count factor, extra training-step equivalents per run) from the sampler's
+    cost model: e.g. InfoBatch's pruned epochs, RHO-LOSS's IL model, online batch
+    selection's full recomputations."""
+    cost = sampler_cost(spec, n_train)
+    extra = cost.backprops_per_run + FORWARD_FRACTION * cost.forwards_per_run
+    return cost.step_fraction, extra / spec["batch_size"]
 
 
 def run_time(spec: RunSpec, device: str, data_root: str | Path) -> StepTime | None:

@@ -22,7 +22,9 @@ import os
 import signal
 import sys
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
+
+from .errors import UserError
 
 KILL_ENV = "IMPON_TEST_KILL_AT"
 PAUSE_ENV = "IMPON_TEST_PAUSE_AT"
@@ -42,6 +44,22 @@ def parse_point(text: str) -> tuple[int, int]:
     except ValueError:
         raise ValueError(f"{text!r}: expected epoch:E:iteration:I with E, I >= 1") from None
     return epoch, it
+
+
+def check_environ(environ: Mapping[str, str] | None = None) -> None:
+    """Raise UserError if a fault variable is set but malformed.
+
+    Called by the CLI before anything is written: a typo would otherwise fail every run
+    at its setup (a ValueError in :func:`install`) instead of saying what is wrong.
+    """
+    env = os.environ if environ is None else environ
+    for name in (KILL_ENV, PAUSE_ENV):
+        if env.get(name):
+            try:
+                parse_point(env[name])
+            except ValueError as e:
+                raise UserError(f"environment variable {name}={e}; it is a test hook: "
+                                f"fix it or unset it (unset {name})") from None
 
 
 def _stop(action: str) -> None:

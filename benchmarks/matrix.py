@@ -38,6 +38,8 @@ class Matrix:
     #: (arm, reference arm) pairs for the paired comparisons of ``plots`` (not in any
     #: RunSpec, so they never change run ids); see :mod:`benchmarks.comparisons`.
     comparisons: tuple[tuple[str, str], ...] = ()
+    #: One-line remarks for the CLI to print (e.g. a reference arm left out by ``--set arm=``).
+    notes: tuple[str, ...] = ()
 
 
 def find(matrix: str) -> Path:
@@ -172,6 +174,8 @@ def load(matrix: str, overrides: Mapping[str, Any] | None = None) -> Matrix:
             problems.append(f"grid.{axis}: unknown axis" + (f" (did you mean {hint[0]}?)" if hint else ""))
             continue
         axes[str(axis)] = values
+    # reference/comparisons name arms of the whole grid, also those --set arm=X leaves out
+    grid_arms = [a.get("name") for a in axes.get("arm", []) if isinstance(a, Mapping)]
     axes, overrides = _set_replaces_axes(axes, overrides, problems)
     arms: list[Mapping[str, Any]] = []
     for i, arm in enumerate(axes.get("arm", [{}])):
@@ -186,8 +190,14 @@ def load(matrix: str, overrides: Mapping[str, Any] | None = None) -> Matrix:
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"grid.arm: name {dup!r} used twice; arm names must be unique")
     pairs, compare_problems = comparisons.parse(doc.get("reference"), doc.get("comparisons"),
-                                                names)
+                                                [n for n in grid_arms if isinstance(n, str)])
     problems += compare_problems
+    # --set arm=X may leave a reference out: the runs are the same, the pairing is only for
+    # the plots, so drop those pairs and say how to get them instead of refusing the run
+    notes = tuple(f"reference arm {r!r} is not selected: run it too (--set arm={r}) for "
+                  f"paired differences of {', '.join(a for a, q in pairs if q == r and a in names)}"
+                  for r in dict.fromkeys(r for a, r in pairs if a in names and r not in names))
+    pairs = [(a, r) for a, r in pairs if a in names and r in names]
     banks = axes.get("bank_size")
 
     # Validate each arm once (errors attributed to the source), then expand.
@@ -254,4 +264,4 @@ def load(matrix: str, overrides: Mapping[str, Any] | None = None) -> Matrix:
         raise UserError(f"grid: {len(dups)} run(s) appear twice with identical settings "
                         f"(e.g. {dups[0]}); remove the duplicate axis values")
     return Matrix(name=name, description=str(doc.get("description", "")), path=path, runs=tuple(runs),
-                  comparisons=tuple(pairs))
+                  comparisons=tuple(pairs), notes=notes)

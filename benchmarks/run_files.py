@@ -22,6 +22,7 @@ run; nothing is padded, guessed or silently thrown away.
 """
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import hashlib
 import math
@@ -219,6 +220,46 @@ class RunFiles:
         else:
             io.truncate(self.iter_path, self.iter_bytes)
         self.write_epochs()
+
+    # --- the end of a run ---------------------------------------------------------------
+    def check_complete(self, epochs: int) -> None:
+        """Raise :class:`RunFolderError` unless the folder's files add up to a finished run.
+
+        Called before a run is marked ``done``: ``epochs.csv`` has epochs 0..``epochs``,
+        ``iterations.csv`` has rows numbered 1..N with N the last epoch's iteration counter,
+        and it is byte for byte what this process wrote. Why: a second process writing
+        into the folder (a double training, a copy over a live run) leaves duplicated or
+        missing rows that no later step would notice; such a run must fail, not be
+        plotted as a result.
+        """
+        header = (",".join(ITER_COLUMNS) + "\n").encode()
+        try:
+            data = self.iter_path.read_bytes()
+            with open(self.epochs_path, newline="") as f:
+                rows = list(csv.DictReader(f))
+            seen = [int(r["epoch"]) for r in rows]
+            n_rows = int(rows[-1]["iteration"]) if rows else 0
+        except (OSError, KeyError, ValueError, TypeError) as e:
+            problem = f"{type(e).__name__}: {e}"
+        else:
+            problem = None
+            if seen != list(range(epochs + 1)):
+                problem = f"{EPOCHS} has epochs {_span(seen)}, not 0..{epochs}"
+            elif (why := _check_rows(data, header, n_rows)) is not None:
+                problem = f"{ITERATIONS}: its rows {why} ({EPOCHS} counts {n_rows} iterations)"
+            elif hashlib.sha256(data).hexdigest() != self._iter_hash.hexdigest():
+                problem = (f"{ITERATIONS} is not what this run wrote ({len(data)} bytes, "
+                           f"it wrote {self.iter_bytes})")
+        if problem:
+            raise RunFolderError(
+                f"{self.run_dir}: the run's files do not add up after its last epoch ({problem}); "
+                "another process may have written into the folder (two runners training it at "
+                f"once?), so it is not marked done; {restart_hint(self.run_dir)}")
+
+
+def _span(numbers: list[int]) -> str:
+    shown = ", ".join(map(str, numbers[:6]))
+    return f"[{shown}{', ...' if len(numbers) > 6 else ''}] ({len(numbers)} rows)"
 
 
 def _count_rows(path: Path) -> int:

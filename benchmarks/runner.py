@@ -8,16 +8,25 @@ Policy (what a re-invocation does with each run folder):
 - anything else (no folder, ``failed``, ``running`` without a lock = killed): trained,
   resuming from its last epoch checkpoint.
 
-Locks are ``fcntl.flock`` locks on ``results/<matrix>/<run_id>/.lock``, inside the run
-folder, so no clean-up of some other folder can separate a run from its lock. The kernel
-releases them when the holder dies (even by SIGKILL), so a crash never leaves a stale lock.
-The holder writes ``pid N on host H`` into the file, and a second runner reports it.
-(On network filesystems flock must be supported; it is on NFSv4 and Lustre with ``flock``.)
+Each run is locked twice, both with ``fcntl.flock`` (the kernel releases a flock when its
+holder dies, even by SIGKILL, so a crash never leaves a stale lock):
+
+- on the run folder itself (``results/<matrix>/<run_id>/``, opened read-only): it cannot
+  be deleted out from under the holder without the run's files, so removing ``.lock`` (a
+  user, a clean-up script) never lets a second runner in. On NFS a directory flock only
+  excludes processes of the same machine (the client has no directory lock operation), hence:
+- on ``results/<matrix>/<run_id>/.lock``, which network filesystems do lock across
+  machines (NFSv4; Lustre mounted with ``flock``). The holder writes ``pid N on host H``
+  into it, and a second runner reports it.
+
+A run whose files do not add up is never marked done (``RunFiles.check_complete``), so
+even a double training that got past both locks ends ``failed``, not silently wrong.
 """
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import multiprocessing as mp
 import os
 import socket
@@ -31,6 +40,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 from . import io
+from .comparisons import RECORDED
 from .config import RunSpec
 from .errors import RunFolderError, UserError
 
@@ -49,6 +59,8 @@ class RunOptions:
     #: print one line per epoch (benchmarks/progress.py) from the process that trains the
     #: run; set for SLURM tasks, whose stdout is their log (local workers send rows back).
     log_epochs: bool = False
+    #: logger sinks (``--log tensorboard``/``wandb``, benchmarks/sinks.py); not in the RunSpec
+    log: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -61,6 +73,36 @@ class Outcome:
 
 def run_dir(opts: RunOptions, spec: RunSpec) -> Path:
     return Path(opts.results) / spec["matrix"] / spec.run_id
+
+
+def record_matrix(source: Path, folder: Path) -> Optional[str]:
+    """Keep the matrix file that runs are started from in their folder: ``folder/matrix.yaml``.
+
+    Why: the plots read a matrix's ``reference``/``comparisons`` keys from the matrix file.
+    They used to look only in ``benchmarks/matrices/<name>.yaml``, so a matrix run from any
+    other path had them silently ignored. The exact text is kept (comments included),
+    written atomically. If a different file was recorded under this matrix name before,
+    it is kept beside the new one as ``matrix.<sha256 prefix>.yaml`` (runs of both may be
+    in the folder), ``matrix.yaml`` becomes the new one, and the returned line says so;
+    otherwise None.
+    """
+    text = Path(source).read_bytes()
+    target = Path(folder) / RECORDED
+    try:
+        old = target.read_bytes()
+    except FileNotFoundError:
+        old = None
+    if old == text:
+        return None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    note = None
+    if old is not None:
+        kept = target.with_name(f"{target.stem}.{hashlib.sha256(old).hexdigest()[:8]}{target.suffix}")
+        io.atomic_write(kept, lambda f: f.write(old), mode="wb")  # before matrix.yaml changes
+        note = (f"{target} held another version of this matrix, now kept as {kept.name}; "
+                f"it holds {source} from now on (the plots read their reference from it)")
+    io.atomic_write(target, lambda f: f.write(text), mode="wb")
+    return note
 
 
 def read_status(folder: Path) -> str:
@@ -84,29 +126,32 @@ LOCK_FILE = ".lock"
 def hold_run(folder: Path) -> Iterator[Optional[str]]:
     """Lock the run folder ``folder``: yield None if this process now holds it, else who does.
 
-    The folder is created if needed (the lock lives inside it). If, when the lock is let
-    go, the folder holds nothing but the lock file (the run never started, e.g. its data
-    was missing), both are removed again, so trying a run leaves no empty folder behind.
-    A runner that opened the lock file just before such a removal notices (the path no
-    longer names its file) and starts over, so two runners can never hold "the" lock of
-    one run at once.
+    The folder is created if needed. Both locks of the module docstring are taken, without
+    waiting; either one held elsewhere means the run is taken. If, when the lock is let go,
+    the folder holds nothing but the lock file (the run never started, e.g. its data was
+    missing), both are removed again, so trying a run leaves no empty folder behind. A
+    runner that opened the folder or lock file just before such a removal notices (the
+    path no longer names what it locked) and starts over, so two runners can never hold
+    "the" lock of one run at once.
     """
     folder = Path(folder)
     lock = folder / LOCK_FILE
     while True:
         folder.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
-        except FileNotFoundError:  # the folder was removed between mkdir and open
-            continue
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
-                yield holder or "another process"
+        with contextlib.ExitStack() as close:
+            dir_fd = _open(folder, os.O_RDONLY | os.O_DIRECTORY, close)
+            if dir_fd is None:  # the folder was removed after our mkdir
+                continue
+            if not _try_flock(dir_fd):
+                yield _holder(lock)
                 return
-            if not io.same_file(fd, lock):
+            fd = _open(lock, os.O_RDWR | os.O_CREAT, close)
+            if fd is None:
+                continue
+            if not _try_flock(fd):
+                yield _holder(lock)
+                return
+            if not (io.same_file(dir_fd, folder) and io.same_file(fd, lock)):
                 continue  # removed (and maybe recreated) after we opened it: try again
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"pid {os.getpid()} on host {socket.gethostname()}\n".encode(), 0)
@@ -114,12 +159,37 @@ def hold_run(folder: Path) -> Iterator[Optional[str]]:
                 yield None
             finally:
                 with contextlib.suppress(OSError):  # e.g. the folder was moved away meanwhile
-                    if [p.name for p in folder.iterdir()] == [LOCK_FILE]:
-                        os.unlink(lock)
+                    if {p.name for p in folder.iterdir()} <= {LOCK_FILE}:
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(lock)
                         folder.rmdir()
             return
-        finally:
-            os.close(fd)
+
+
+def _open(path: Path, flags: int, close: contextlib.ExitStack) -> Optional[int]:
+    """``os.open`` closed with ``close``; None if ``path`` (or its folder) is gone."""
+    try:
+        fd = os.open(path, flags, 0o666)  # a new lock file: 0o666 less the umask
+    except FileNotFoundError:
+        return None
+    close.callback(os.close, fd)
+    return fd
+
+
+def _try_flock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _holder(lock: Path) -> str:
+    """Who holds a run's lock, as its lock file says (``pid N on host H``), if it still can."""
+    try:
+        return lock.read_text(errors="replace").strip()[:200] or "another process"
+    except OSError:  # someone removed the lock file; the folder lock still holds
+        return "another process (its .lock file was removed)"
 
 
 @contextmanager
@@ -147,7 +217,8 @@ def execute(spec: RunSpec, opts: RunOptions, device: str | None = None,
             return Outcome(spec.run_id, "skipped-finished")
         try:
             result = train_one(spec, folder, data_root=Path(opts.data_root), download=opts.download,
-                               device=device or opts.device, progress=opts.progress, on_epoch=on_epoch)
+                               device=device or opts.device, progress=opts.progress, on_epoch=on_epoch,
+                               log=tuple(opts.log))
         except KeyboardInterrupt:
             raise
         except (UserError, RunFolderError) as e:  # one line: what is wrong, how to fix it
@@ -281,88 +352,16 @@ def _pool(specs: list[RunSpec], opts_dict: dict[str, Any], jobs: int, ctx: Any, 
                 on_done(out)
 
 
-# --- SLURM ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class SlurmOptions:
-    """sbatch settings of a matrix's job array (README "Running on a SLURM cluster")."""
-
-    partition: Optional[str] = None
-    time_min: int = 240
-    gpus_per_task: int = 1
-    cpus_per_task: int = 8
-    mem_gb: int = 32
-    array_parallelism: int = 64
-    cluster: Optional[str] = None  # None = auto (slurm if sbatch exists); "local" for tests
-    wait: bool = False
-    account: Optional[str] = None
-    qos: Optional[str] = None
-    constraint: Optional[str] = None
-    sbatch: tuple[str, ...] = ()      # extra sbatch flags, "name=value" or "name"
-    setup: tuple[str, ...] = ()       # shell lines run in the batch script before the task
-    signal_delay_s: int = 90          # SLURM's warning signal this long before the time limit
-
-
-#: Upper bound on submitit's count of time-outs per task: our own rule (benchmarks/slurm.py,
-#: no new epoch in MAX_STALLS jobs in a row) is what stops a run that cannot progress.
-MAX_TIMEOUTS = 10_000
-
-
-def slurm_parameters(specs: list[RunSpec], slurm: SlurmOptions) -> dict[str, Any]:
-    """submitit ``update_parameters`` arguments for a real SLURM cluster."""
-    from .slurm import sbatch_flags
-
-    params: dict[str, Any] = {
-        "timeout_min": slurm.time_min, "name": f"impon-{specs[0]['matrix']}",
-        "slurm_array_parallelism": slurm.array_parallelism, "cpus_per_task": slurm.cpus_per_task,
-        "mem_gb": slurm.mem_gb,
-        # the warning signal must fall inside the job, or it arrives before the task starts
-        "slurm_signal_delay_s": min(slurm.signal_delay_s, max(1, slurm.time_min * 60 // 2)),
-    }
-    if slurm.gpus_per_task > 0:  # "--gpus-per-node=0" is not valid on every cluster
-        params["gpus_per_node"] = slurm.gpus_per_task
-    for key, value in (("partition", slurm.partition), ("account", slurm.account),
-                       ("qos", slurm.qos), ("constraint", slurm.constraint)):
-        if value:
-            params[f"slurm_{key}"] = value
-    extra = sbatch_flags(list(slurm.sbatch))
-    if extra:
-        params["slurm_additional_parameters"] = extra
-    if slurm.setup:
-        params["slurm_setup"] = list(slurm.setup)
-    return params
-
-
-def run_slurm(specs: list[RunSpec], opts: RunOptions, slurm: SlurmOptions, folder: Path) -> list[Any]:
-    """Submit ``specs`` as one SLURM job array through submitit; returns the jobs.
-
-    Each array task is a ``slurm.RunTask``: it runs ``execute`` (same lock, skip and resume
-    rules as a local runner) and requeues itself on SLURM's time-limit or preemption signal.
-    """
-    import submitit
-
-    from .slurm import RunTask
-
-    params = slurm_parameters(specs, slurm)  # raises UserError before anything is written
-    executor = submitit.AutoExecutor(folder=str(folder), cluster=slurm.cluster,
-                                     slurm_max_num_timeout=MAX_TIMEOUTS)
-    if executor.cluster != "slurm":
-        params = {"timeout_min": slurm.time_min, "name": params["name"]}
-    executor.update_parameters(**params)
-    opts_dict = asdict(opts)
-    with executor.batch():
-        jobs = [executor.submit(RunTask(s.to_dict(), opts_dict, slurm.time_min)) for s in specs]
-    return jobs
-
-
 def shard(specs: list[RunSpec], spec_str: str | None) -> list[RunSpec]:
     """``"i/n"`` (0-based i): every n-th run starting at i; the n shards partition the runs."""
     if not spec_str:
         return specs
-    try:
+    try:  # a real check, not an assert: ``python -O`` strips asserts
         i_str, n_str = spec_str.split("/")
         i, n = int(i_str), int(n_str)
-        assert n >= 1 and 0 <= i < n
-    except (ValueError, AssertionError):
+        if not (n >= 1 and 0 <= i < n):
+            raise ValueError
+    except ValueError:
         raise UserError(f"--shard {spec_str!r}: expected i/n with 0 <= i < n, e.g. --shard 0/4") from None
     return specs[i::n]
 

@@ -17,20 +17,29 @@ no signal at all: SLURM kills and requeues the job, the process dies (its run lo
 Not requeued forever: a task that receives the signal without having finished a training
 epoch since it started (twice in a row: the first may be an unlucky preemption) records
 the run as ``failed`` with one line saying to raise ``--time``.
+
+The submission of a matrix as one job array (:func:`run_slurm`, :class:`SlurmOptions`)
+lives here too, beside the task it submits: this module uses :mod:`benchmarks.runner`
+(``execute``, the run locks), never the other way round, so the two do not import each
+other, and a local run never imports submitit.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 import submitit
+from submitit.core.utils import FailedSubmissionError, UncompletedJobError
 from submitit.slurm.slurm import SlurmInfoWatcher
 
 from . import io
@@ -38,6 +47,7 @@ from .errors import UserError
 
 if TYPE_CHECKING:  # the task module stays light: submitit installs its signal handlers
     from .config import RunSpec  # only after unpickling the task, so import torch later
+    from .runner import RunOptions
 
 #: Consecutive signalled job ends without a new training epoch after which a run stops
 #: asking to be requeued (1 would stop a run preempted right after it started).
@@ -192,18 +202,20 @@ def _hold_once(folder: Path) -> None:
 def _lock_held_by_job(spec: RunSpec, opts: Any, job_id: Optional[str]) -> bool:
     """Whether the run's lock file names a process of SLURM job ``job_id`` that still lives.
 
-    The lock file holds ``<pid> <host>`` of its holder (runner.run_lock); on this host we
-    read the holder's ``SLURM_JOB_ID`` from /proc. Elsewhere, or unknown: False.
+    The lock file holds ``pid N on host H`` of its holder (runner.hold_run); on this host
+    we read the holder's ``SLURM_JOB_ID`` from /proc. Elsewhere, or unknown: False.
     """
+    from .runner import LOCK_FILE, run_dir
+
     if not job_id:
         return False
-    lock = Path(opts.results) / spec["matrix"] / ".locks" / f"{spec.run_id}.lock"
     try:
-        pid_s, host = lock.read_text().split()[:2]
-        if host != os.uname().nodename:
+        text = (run_dir(opts, spec) / LOCK_FILE).read_text().strip()
+        held = re.fullmatch(r"pid (\d+) on host (\S+)", text)
+        if not held or held[2] != socket.gethostname():
             return False
-        env = Path(f"/proc/{int(pid_s)}/environ").read_bytes().split(b"\0")
-    except (OSError, ValueError):
+        env = Path(f"/proc/{held[1]}/environ").read_bytes().split(b"\0")
+    except OSError:
         return False
     return f"SLURM_JOB_ID={job_id}".encode() in env
 
@@ -220,6 +232,130 @@ def sbatch_flags(items: list[str]) -> dict[str, Any]:
                             "e.g. --sbatch mail-type=END or --sbatch exclusive")
         flags[key] = value if eq else True
     return flags
+
+
+def require_slurm() -> None:
+    """Raise UserError unless ``sbatch`` and ``srun`` are on PATH.
+
+    Why: without them submitit's AutoExecutor quietly picks its local executor, which
+    trains every run on this machine while the CLI reports a SLURM job array. (sbatch
+    submits; submitit's batch script starts the task with srun.)
+    """
+    missing = [cmd for cmd in ("sbatch", "srun") if shutil.which(cmd) is None]
+    if missing:
+        raise UserError(f"--launcher slurm: {' and '.join(missing)} not found on PATH, so this "
+                        "machine cannot submit SLURM jobs; run on a SLURM login node, or train "
+                        "here with --launcher local")
+
+
+#: Files submitit writes into its folder before it calls sbatch (renamed after success).
+_SUBMIT_TEMPS = re.compile(r"[0-9a-f]{32}\.pkl|\.submission_file_[0-9a-f]{32}\.sh")
+
+
+@contextlib.contextmanager
+def submission(folder: Path) -> Iterator[None]:
+    """Turn a failed submission into a one-line UserError and take back what it wrote.
+
+    submitit writes the pickled tasks and the batch script into ``folder`` (creating it)
+    before it calls sbatch, and on failure raises with sbatch's stderr, after printing it.
+    Here the print is silenced, sbatch's error line becomes the message, and the
+    attempt's files (new names of submitit's temporary kinds) and the folders it created
+    (when empty) are removed, so a refused submission leaves the results folder as it was.
+    (A second submission into the same folder at that very instant is the one thing whose
+    temporary files could be taken too; its tasks would then fail for want of their pickle.)
+    """
+    folder = Path(folder)
+    created = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
+    before = set(os.listdir(folder)) if folder.is_dir() else set()
+    try:
+        with open(os.devnull, "w") as null, contextlib.redirect_stderr(null):
+            yield
+    except (UncompletedJobError, FailedSubmissionError, OSError) as e:
+        for name in (set(os.listdir(folder)) - before if folder.is_dir() else ()):
+            if _SUBMIT_TEMPS.fullmatch(name):
+                (folder / name).unlink(missing_ok=True)
+        for path in created:
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
+        why = next((line for line in lines if "error" in line.lower()), lines[0])
+        raise UserError(f"--launcher slurm: the submission failed ({why}); check that this machine "
+                        "reaches the SLURM controller (sinfo) and that the partition, account "
+                        "and qos exist, or train here with --launcher local") from None
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """sbatch settings of a matrix's job array (README "Running on a SLURM cluster")."""
+
+    partition: Optional[str] = None
+    time_min: int = 240
+    gpus_per_task: int = 1
+    cpus_per_task: int = 8
+    mem_gb: int = 32
+    array_parallelism: int = 64
+    cluster: Optional[str] = None  # None = auto (slurm if sbatch exists); "local" for tests
+    wait: bool = False
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    constraint: Optional[str] = None
+    sbatch: tuple[str, ...] = ()      # extra sbatch flags, "name=value" or "name"
+    setup: tuple[str, ...] = ()       # shell lines run in the batch script before the task
+    signal_delay_s: int = 90          # SLURM's warning signal this long before the time limit
+
+
+#: Upper bound on submitit's count of time-outs per task: our own rule (:class:`RunTask`,
+#: no new epoch in MAX_STALLS jobs in a row) is what stops a run that cannot progress.
+MAX_TIMEOUTS = 10_000
+
+
+def slurm_parameters(specs: list[RunSpec], slurm: SlurmOptions) -> dict[str, Any]:
+    """submitit ``update_parameters`` arguments for a real SLURM cluster."""
+    params: dict[str, Any] = {
+        "timeout_min": slurm.time_min, "name": f"impon-{specs[0]['matrix']}",
+        "slurm_array_parallelism": slurm.array_parallelism, "cpus_per_task": slurm.cpus_per_task,
+        "mem_gb": slurm.mem_gb,
+        # the warning signal must fall inside the job, or it arrives before the task starts
+        "slurm_signal_delay_s": min(slurm.signal_delay_s, max(1, slurm.time_min * 60 // 2)),
+    }
+    if slurm.gpus_per_task > 0:  # "--gpus-per-node=0" is not valid on every cluster
+        params["gpus_per_node"] = slurm.gpus_per_task
+    for key, value in (("partition", slurm.partition), ("account", slurm.account),
+                       ("qos", slurm.qos), ("constraint", slurm.constraint)):
+        if value:
+            params[f"slurm_{key}"] = value
+    extra = sbatch_flags(list(slurm.sbatch))
+    if extra:
+        params["slurm_additional_parameters"] = extra
+    if slurm.setup:
+        params["slurm_setup"] = list(slurm.setup)
+    return params
+
+
+def run_slurm(specs: list[RunSpec], opts: RunOptions, slurm: SlurmOptions, folder: Path) -> list[Any]:
+    """Submit ``specs`` as one SLURM job array through submitit; returns the jobs.
+
+    Raises UserError, with nothing written, when this machine cannot submit (no sbatch or
+    srun) or sbatch refuses the array (no controller, a wrong partition).
+
+    Each array task is a :class:`RunTask`: it runs ``runner.execute`` (same lock, skip and
+    resume rules as a local runner) and requeues itself on SLURM's time-limit or preemption
+    signal.
+    """
+    params = slurm_parameters(specs, slurm)  # raises UserError before anything is written
+    cluster = slurm.cluster
+    if cluster in (None, "slurm"):  # never submitit's quiet fallback to training right here
+        require_slurm()
+        cluster = "slurm"
+    executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster,
+                                     slurm_max_num_timeout=MAX_TIMEOUTS)
+    if executor.cluster != "slurm":
+        params = {"timeout_min": slurm.time_min, "name": params["name"]}
+    executor.update_parameters(**params)
+    opts_dict = asdict(opts)
+    with submission(folder), executor.batch():
+        jobs = [executor.submit(RunTask(s.to_dict(), opts_dict, slurm.time_min)) for s in specs]
+    return jobs
 
 
 def quiet_watcher() -> SlurmInfoWatcher:

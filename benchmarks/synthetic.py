@@ -7,16 +7,17 @@ class first (so small splits still hold each class), written in the *real* on-di
 formats -- the suite's prepared ``{train,test}.npz`` and, for tests of the torchvision
 path, the official CIFAR-10/CIFAR-100 pickle batches and SVHN ``.mat`` files.
 
-The smoke datasets (:data:`SMOKE_DATASETS`, ``synthetic-svhn``, ``synthetic-cifar10``,
-``synthetic-cifar100``) are prepared datasets with the image shape and class count of their
-namesakes. Their names say what they are everywhere a result is shown (run ids, figure
-titles, report tables): random pixels, so a smoke run checks the pipeline, and its
-accuracies mean nothing. :func:`benchmarks.data.load_splits` writes one on first use when
-it is missing (no network involved), so ``python -m benchmarks run smoke`` works as is.
+The smoke datasets (:data:`SMOKE_DATASETS`: ``synthetic-<name>`` for every built-in of
+:mod:`benchmarks.catalogue`, e.g. ``synthetic-svhn``) are prepared datasets with the image
+shape and class count of their namesakes. Their names say what they are everywhere a
+result is shown (run ids, figure titles, report tables): random pixels, so a smoke run
+checks the pipeline, and its accuracies mean nothing. :func:`benchmarks.data.load_splits`
+writes one on first use when it is missing (no network involved), so ``python -m
+benchmarks run smoke`` works as is.
 
 Every ``make_*`` writer takes the *data root* (what ``--data-root`` points at), writes
 ``root/<name>/...`` and returns the arrays as ``(train, test)``
-:class:`benchmarks.data.Split` in the suite's format (uint8 NHWC, int64 labels).
+:class:`benchmarks.splits.Split` in the suite's format (uint8 NHWC, int64 labels).
 """
 from __future__ import annotations
 
@@ -26,17 +27,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import Split, write_npz_atomic
+from .catalogue import BUILTINS
+from .splits import Split, write_npz_atomic
 
-#: name -> (classes, train size, test size) of the smoke datasets (smoke.yaml subsets them
-#: to 512 / 256, so the stratified-subset path is exercised too).
+#: Train and test sizes of every smoke dataset (smoke.yaml subsets them to 512 / 256, so
+#: the stratified-subset path is exercised too).
+SMOKE_SIZES = (600, 300)
+#: name -> (classes, train size, test size) of the smoke datasets, one per built-in.
 SMOKE_DATASETS: dict[str, tuple[int, int, int]] = {
-    "synthetic-svhn": (10, 600, 300),
-    "synthetic-cifar10": (10, 600, 300),
-    "synthetic-cifar100": (100, 600, 300),
-}
+    d.smoke_name: (d.classes, *SMOKE_SIZES) for d in BUILTINS.values()}
 #: seed of each smoke dataset's images (fixed: every machine writes the same files).
-_SMOKE_SEEDS = {"synthetic-svhn": 11, "synthetic-cifar10": 12, "synthetic-cifar100": 13}
+_SMOKE_SEEDS = {d.smoke_name: d.smoke_seed for d in BUILTINS.values()}
 
 
 def make_images(n: int, seed: int = 0, size: int = 32) -> np.ndarray:

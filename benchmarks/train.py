@@ -34,6 +34,7 @@ from .errors import UserError
 from .optim import build_optimizer, lr_at
 from .run_files import CHECKPOINT, EPOCH_COLUMNS, ITER_COLUMNS, RunFiles  # noqa: F401 (re-exported)
 from .run_files import RunFolderError, restart_hint
+from .sinks import Sinks
 
 
 def derive_seed(seed: int, epoch: int, stream: str) -> int:
@@ -446,6 +447,7 @@ class Trainer:
             self.save_checkpoint(epoch)
             if on_epoch:
                 on_epoch(epoch, self.epoch_rows[-1])
+        files.check_complete(spec["epochs"])  # rows that do not add up are never "done"
         return RunResult("done", None, spec["epochs"])
 
 
@@ -566,7 +568,8 @@ def _record_setup_failure(spec: RunSpec, run_dir: Path, dev: torch.device, e: Ex
 
 def train_one(spec: RunSpec, run_dir: Path, *, data_root: Path, download: bool = True,
               device: str | torch.device = "auto", progress: bool = False,
-              on_epoch: Callable[[int, dict[str, Any]], None] | None = None) -> RunResult:
+              on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
+              log: tuple[str, ...] = ()) -> RunResult:
     """Train ``spec`` into ``run_dir`` (resuming from its checkpoint if there is one).
 
     Raises UserError for an unwritable ``run_dir`` before touching it. A failure while
@@ -607,9 +610,13 @@ def train_one(spec: RunSpec, run_dir: Path, *, data_root: Path, download: bool =
         io.write_json(previous, {**failed, "dataset": recorded or failed["dataset"]})
         raise
     io.write_json(previous, _run_json(spec, "running", None, trainer.info, dev, started, None))
+    # --log sinks (benchmarks/sinks.py): fed from the checkpointed rows after each epoch
+    sinks = Sinks(log, spec, run_dir, lambda: trainer.epoch_rows, trainer.files.iter_path, started)
     try:
-        result = trainer.run(on_epoch)
+        result = trainer.run(sinks.hook(on_epoch))
+        sinks.close(result.status)
     except BaseException as e:  # record, then let the caller decide (the matrix goes on)
+        sinks.abort()
         status = "failed"
         io.write_json(previous, _run_json(spec, status, f"{type(e).__name__}: {e}", trainer.info,
                                           dev, started, time.perf_counter() - t0))

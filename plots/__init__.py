@@ -46,8 +46,8 @@ def make_plots(root: Path | str, ema_span: int | None = None, reference: str | N
     if reference is not None and reference not in arms:
         raise ResultsError(f"--reference {reference!r} is not an arm with finished runs here; "
                            f"arms: {', '.join(sorted(arms))}")
+    comparisons = comparisons_for(res, reference=reference)  # may refuse: before any write
     write_summary(res)
-    comparisons = comparisons_for(res, reference=reference)
     paired = paired_table(res, comparisons.pairs)
     write_paired(paired, res.root / "paired.csv")
     outputs = make_all(res, res.root / "figures", ema_span=ema_span, pairs=comparisons.pairs)

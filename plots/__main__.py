@@ -16,9 +16,11 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; never open a window (also works on headless nodes)
 
+from benchmarks.files import check_writable  # noqa: E402
+
 from . import make_plots  # noqa: E402
 from .aggregate import ResultsError, resolve_results_dir  # noqa: E402
-from .tuning import write_tuning  # noqa: E402
+from .tuning import kept_note, write_tuning  # noqa: E402
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,6 +45,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         root = resolve_results_dir(args.matrix, args.results)
+        for folder in (root, root / "figures"):  # refused before anything is written
+            if why := check_writable(folder):
+                raise ResultsError(f"{why}: the plots are written into {root} (summary.csv, figures/, "
+                                   "report.md); make it writable, or copy the matrix's folder "
+                                   "elsewhere and pass that path")
         res, outputs = make_plots(root, ema_span=args.ema_span, reference=args.reference)
         tuning = write_tuning(res)  # LR sweeps with validation: best_lr.csv, tuned.yaml
     except ResultsError as exc:
@@ -59,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"wrote {root / 'report.md'}")
     for path in tuning[:2]:
         print(f"wrote {path}")
+    if tuning and kept_note(tuning[1]):
+        print(kept_note(tuning[1]))
     for name, reason in outputs.skipped.items():
         print(f"skipped {name}: {reason}")
     for _, run in res.left_out.iterrows():

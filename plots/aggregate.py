@@ -12,7 +12,9 @@ the folders, so the rules about what counts live in this one place.
 from __future__ import annotations
 
 import contextlib
+import csv
 import functools
+import io
 import json
 import math
 import os
@@ -26,16 +28,29 @@ import pandas as pd
 import yaml
 from scipy import stats
 
-from benchmarks.io import temp_sibling
-
-#: Dataset names the suite loads from torchvision; any other name is a prepared
-#: (usually reduced) dataset, and figures must say so.
-BUILTIN_DATASETS: dict[str, str] = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN"}
+# Of ``benchmarks``, plots imports only modules free of torch and fcntl (the dataset
+# catalogue, the portable atomic writes, the matrix comparisons schema): it must run on a
+# laptop without the runner (tests/test_boundaries.py).
+from benchmarks.catalogue import BUILTINS
+from benchmarks.files import temp_sibling
 
 #: The columns the trainer writes (README "Outputs"). Extra columns (sampler metrics) are kept.
 ITERATION_COLUMNS = ("iteration", "epoch", "loss", "lr", "backprops", "forwards")
 EPOCH_COLUMNS = ("epoch", "iteration", "train_loss", "test_loss", "test_acc", "backprops",
                  "forwards", "train_seconds", "eval_seconds")
+
+#: Type and range of each column the trainer writes (an empty cell is judged by
+#: :func:`_check_run`); any other column (sampler metrics) must be a finite number or empty.
+_RANGES: dict[str, str] = {
+    **dict.fromkeys(("epoch", "iteration", "backprops", "forwards", "diag_forwards"), "count"),
+    **dict.fromkeys(("loss", "lr", "train_loss", "test_loss", "val_loss", "train_seconds",
+                     "eval_seconds", "diag_seconds"), "nonneg"),
+    "test_acc": "fraction", "val_acc": "fraction"}
+_RULES = {"count": ("a whole number ≥ 0", lambda v: (v >= 0) & (v == np.round(v))),
+          "nonneg": ("a finite number ≥ 0", lambda v: v >= 0),
+          "fraction": ("in [0, 1]", lambda v: (v >= 0) & (v <= 1))}
+#: Counters that never go down: along each file, and from one file's rows into the other's.
+_CUMULATIVE = ("backprops", "forwards")
 
 #: Spec keys that identify a run rather than being a property of the method; they never
 #: split an arm into variants.
@@ -260,12 +275,20 @@ def _describe(folder: Path, info: dict[str, Any], spec: dict[str, Any]) -> dict[
 
 
 def _read_csv(path: Path, required: Sequence[str]) -> pd.DataFrame:
-    """Read a trainer CSV, raising ValueError with a short reason when it is unusable."""
+    """Read a trainer CSV, raising ValueError with a short reason when it is unusable.
+
+    The trainer ends every row with a line end and writes every field of every row, so a
+    file that ends inside a row, or a row with fewer fields than the header, was cut (a
+    cut inside the last number would otherwise read as a smaller, plausible number).
+    """
     if not path.exists():
         raise ValueError(f"{path.name} is missing")
     try:
-        df = pd.read_csv(path)
-    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        text = path.read_text(encoding="utf-8")
+        df = pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""])  # "n/a": junk
+        widths = [len(row) for row in csv.reader(io.StringIO(text))]
+    except (OSError, ValueError, csv.Error, pd.errors.ParserError,
+            pd.errors.EmptyDataError) as exc:
         # ValueError covers UnicodeDecodeError (binary junk) and pandas' own parse errors
         raise ValueError(f"{path.name} is unreadable ({exc.__class__.__name__})") from exc
     missing = [c for c in required if c not in df.columns]
@@ -273,7 +296,7 @@ def _read_csv(path: Path, required: Sequence[str]) -> pd.DataFrame:
         raise ValueError(f"{path.name} lacks columns {missing}")
     if df.empty:
         raise ValueError(f"{path.name} has no rows")
-    for col in required:  # a junk line turns a column into text: name the first bad row
+    for col in df.columns:  # a junk line turns a column into text: name the first bad row
         numeric = pd.to_numeric(df[col], errors="coerce")
         bad = numeric.isna() & df[col].notna()
         if bad.any():
@@ -281,6 +304,12 @@ def _read_csv(path: Path, required: Sequence[str]) -> pd.DataFrame:
             raise ValueError(f"{path.name} has a non-numeric {col} in data row {row + 1} "
                              f"({str(df[col].iloc[row])[:20]!r})")
         df[col] = numeric
+    if not text.endswith("\n"):
+        raise ValueError(f"{path.name} ends inside its last row (the file was cut short)")
+    short = [i for i, w in enumerate(widths) if w and w != widths[0]]
+    if short:
+        raise ValueError(f"{path.name} data row {short[0]} has {widths[short[0]]} fields, the "
+                         f"header {widths[0]} (a row cut short?)")
     return df
 
 
@@ -308,6 +337,9 @@ def _check_run(spec: dict[str, Any], epochs: pd.DataFrame, iterations: pd.DataFr
     for col in ("iteration", "epoch", "backprops", "forwards"):
         if not whole(iterations[col]) or not whole(epochs[col]):
             return f"a CSV has a non-integer {col}"
+    problem = _range_problem("iterations.csv", iterations) or _range_problem("epochs.csv", epochs)
+    if problem:
+        return problem
     n = len(iterations)
     if iterations["iteration"].tolist() != list(range(1, n + 1)):
         return f"iterations.csv rows are not numbered 1..{n} (rows lost, repeated or out of order)"
@@ -330,6 +362,33 @@ def _check_run(spec: dict[str, Any], epochs: pd.DataFrame, iterations: pd.DataFr
         if int(per_epoch.get(e, 0)) != hi - lo:
             return (f"iterations.csv has {int(per_epoch.get(e, 0))} rows for epoch {e}, "
                     f"epochs.csv says {hi - lo}")
+    if (np.diff(iterations["epoch"].to_numpy()) < 0).any():
+        return "iterations.csv epochs go down (rows out of order)"
+    # Both files count from the same counters: merged in step order (an epoch's row after
+    # its last step), every counter only grows. A number cut short (864 read as 86) breaks it.
+    order = np.lexsort((np.r_[np.zeros(n), np.ones(len(ends))], np.r_[np.arange(1, n + 1), ends]))
+    for col in _CUMULATIVE:
+        for name, values in (("iterations.csv", iterations[col].to_numpy()),
+                             ("epochs.csv", epochs[col].to_numpy())):
+            drop = np.flatnonzero(np.diff(values) < 0)
+            if drop.size:
+                return (f"{name} {col} goes down in data row {drop[0] + 2} ({values[drop[0]]:g} "
+                        f"then {values[drop[0] + 1]:g}): a number cut short?")
+        merged = np.r_[iterations[col].to_numpy(), epochs[col].to_numpy()][order]
+        if (np.diff(merged) < 0).any():
+            return f"epochs.csv {col} disagrees with iterations.csv (counts of the same steps)"
+    return None
+
+
+def _range_problem(name: str, df: pd.DataFrame) -> str | None:
+    """The first value of ``df`` outside its column's type and range (:data:`_RANGES`), or None."""
+    for col in df.columns:
+        values = df[col].to_numpy(dtype=float)
+        rule, ok = _RULES.get(_RANGES.get(col, ""), ("finite", lambda v: np.isfinite(v)))
+        bad = np.flatnonzero(~np.isnan(values) & ~(np.isfinite(values) & ok(values)))
+        if bad.size:
+            return (f"{name} has {col} = {values[bad[0]]:g} in data row {bad[0] + 1}; "
+                    f"it must be {rule}")
     return None
 
 
@@ -425,7 +484,7 @@ def _dataset_table(included: pd.DataFrame) -> pd.DataFrame:
     for panel, group in included.groupby("panel", sort=True):
         first = group.iloc[0]
         name = first["dataset"]
-        reduced = bool(group["subset"].any()) or name not in BUILTIN_DATASETS
+        reduced = bool(group["subset"].any()) or name not in BUILTINS  # any other: prepared
         rows.append({"panel": panel, "dataset": name, "n_train": first["n_train"],
                      "n_test": first["n_test"], "reduced": reduced,
                      "label": dataset_label(name, first["n_train"], first["n_test"], reduced)})
@@ -434,7 +493,7 @@ def _dataset_table(included: pd.DataFrame) -> pd.DataFrame:
 
 def dataset_label(name: str, n_train: Any, n_test: Any, reduced: bool) -> str:
     """``CIFAR-10 (train 50,000 / test 10,000)`` or ``cifar10-5k [subset] (train 5,170 / ...)``."""
-    display = BUILTIN_DATASETS.get(name, name) if not reduced else name
+    display = BUILTINS[name].title if not reduced and name in BUILTINS else name
     tag = " [subset]" if reduced else ""
     return f"{display}{tag} (train {_count(n_train)} / test {_count(n_test)})"
 
@@ -516,7 +575,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     The temporary name keeps the suffix so tools that infer the format from it work.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    # benchmarks.io.temp_sibling: umask mode (not mkstemp's 0600), stale temps of
+    # benchmarks.files.temp_sibling: umask mode (not mkstemp's 0600), stale temps of
     # interrupted writes removed, and the temp locked against a concurrent cleaner.
     with temp_sibling(path, prefix=f".{path.stem}.", suffix=path.suffix) as (_, tmp):
         yield tmp

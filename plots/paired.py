@@ -32,8 +32,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
-from .aggregate import CHECKPOINT_EPOCHS, CONFIDENCE, MatrixResults, _t_quantile, atomic_path
+from .aggregate import (CHECKPOINT_EPOCHS, CONFIDENCE, MatrixResults, ResultsError, _t_quantile,
+                        atomic_path)
 from .style import arm_order
 
 #: Bootstrap resamples and the seed of their generator (fixed: same CSVs, same report).
@@ -148,7 +150,11 @@ def comparisons_for(res: MatrixResults, reference: str | None = None,
         return out
     path = matrix_file or spec.matrix_file(res.matrix, res.root)
     if path is not None:
-        ref, comps, yaml_arms = spec.read(path)
+        try:
+            ref, comps, yaml_arms = spec.read(path)
+        except (OSError, ValueError, yaml.YAMLError) as exc:  # ValueError: not UTF-8
+            raise ResultsError(f"{path}: {_unreadable(exc)}; fix or remove it, or choose the "
+                               "reference with --reference ARM") from None
         if ref is not None or comps is not None:
             pairs, problems = spec.parse(ref, comps, yaml_arms or arms)
             out.notes += [f"{path.name}: {p}" for p in problems]
@@ -163,6 +169,18 @@ def comparisons_for(res: MatrixResults, reference: str | None = None,
         out.pairs = [(a, "sgd") for a in arms if a != "sgd"]
         out.source = "default: every arm against `sgd` (the matrix names no reference)"
     return out
+
+
+def _unreadable(exc: Exception) -> str:
+    """One line for a matrix YAML that cannot be read (the plots then stop: pairing it
+    wrongly, or not at all without saying so, would be silently wrong)."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+    if isinstance(exc, yaml.YAMLError):
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        return f"not valid YAML ({where}{getattr(exc, 'problem', None) or exc})"
+    return f"cannot read it ({exc})"
 
 
 def _pair_keys(res: MatrixResults, ref_rows: pd.DataFrame) -> list[str]:

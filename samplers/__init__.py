@@ -12,16 +12,20 @@ Usable on its own in any PyTorch loop::
 
 This package never imports ``benchmarks``.
 """
-from .base import FEATURE_KINDS, Batch, Sampler, StepContext
+import importlib
+import pkgutil
+
+from .base import FEATURE_KINDS, SCORE_MODES, Batch, Cost, HostSyncs, Sampler, StepContext
 from .registry import SamplerConfigError, available, build, check_params, get, params, register
 from .scoring import model_device, score_fn
 from .dataloader import SamplerBatches, WithIndex, batch_sampler
 
-# Importing a method module registers it.
-from . import uniform  # noqa: F401,E402
-from . import impon, oracle, psgd, selective_backprop, unif_sgd  # noqa: F401,E402
-from . import infobatch, online_batch_selection, rho_loss, upper_bound_is  # noqa: F401,E402
+# Every module of this package is imported, so a method's ``@register`` runs without an
+# import line to add anywhere: a new method is one new file.
+for _module in pkgutil.iter_modules(__path__):
+    if not _module.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["Batch", "Sampler", "StepContext", "FEATURE_KINDS", "SamplerConfigError",
-           "available", "build", "check_params", "get", "params", "register",
-           "model_device", "score_fn", "SamplerBatches", "WithIndex", "batch_sampler"]
+__all__ = ["Batch", "Sampler", "StepContext", "Cost", "HostSyncs", "FEATURE_KINDS", "SCORE_MODES",
+           "SamplerConfigError", "available", "build", "check_params", "get", "params",
+           "register", "model_device", "score_fn", "SamplerBatches", "WithIndex", "batch_sampler"]

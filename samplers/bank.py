@@ -9,6 +9,8 @@ Everything here runs on the device without a device->host synchronisation.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -92,3 +94,23 @@ def precision_at_b(selected: Tensor, true_scores: Tensor, b: int, select: str) -
     truth = select_positions(true_scores, b, select)
     hit = (selected[:, None] == truth[None, :]).any(dim=1)  # b x b compare: tiny, no sync
     return hit.to(torch.float64).mean()
+
+
+class BankTraits:
+    """The traits every bank-based sampler shares (mix in before ``Sampler``): its
+    ``bank_size`` may be swept by a matrix bank axis, the tests run it with a bank of two
+    batches, and a bank that cannot hold a batch or exceeds the data is refused early."""
+
+    has_bank = True
+    bank_size: int
+
+    @classmethod
+    def test_params(cls, n_train: int, batch_size: int) -> dict[str, Any]:
+        return {"bank_size": 2 * batch_size}
+
+    def check_sizes(self, *, n_train: int, batch_size: int, epochs: int) -> list[str]:
+        try:
+            check_bank_fits(self.bank_size, batch_size, n_train)
+        except ValueError as exc:
+            return [f"{exc}; change bank_size or batch_size"]
+        return []

@@ -8,8 +8,9 @@ their own loop by building a :class:`StepContext` (a few lines, see the README).
 Rules every sampler follows:
 - ``next_batch`` and ``observe`` never force a device->host synchronisation (no
   ``.item()``, ``.cpu()``, ``bool(tensor)``, data-dependent shapes), so the GPU never waits
-  on Python. Selective Backprop is the documented exception (how many candidates it must
-  score depends on its keep decisions).
+  on Python. A method that cannot avoid one declares it in its ``host_syncs`` trait
+  (Selective Backprop: how many candidates it must score depends on its keep decisions;
+  upper-bound IS: whether to presample depends on tau), and the sync tests hold it to it.
 - All randomness comes from ``ctx.generator`` (never the global RNG); the trainer reseeds
   it from (seed, epoch) at every epoch start, so a run resumed from an epoch checkpoint
   replays exactly.
@@ -231,12 +232,64 @@ class StepContext:
         return torch.cat(parts, dim=1).to(self.device).contiguous()
 
 
+@dataclass(frozen=True)
+class Cost:
+    """What a method costs beyond plain training, in examples: the unit every estimate of
+    the suite (``--dry-run``, ``make perf``) converts to time with a measured step.
+
+    ``forwards_per_step``: forward-only examples per optimiser step beyond the b trained
+    (selection forwards: a scored bank, candidates, a presample). ``step_fraction``: the
+    fraction of the default ``n // b`` steps per epoch the method trains, averaged over
+    the run (InfoBatch's pruned epochs). ``forwards_per_run`` / ``backprops_per_run``:
+    extra forward-only / trained examples once per run (an auxiliary model's training,
+    full-data recomputations), outside the steps.
+    """
+
+    forwards_per_step: float = 0.0
+    step_fraction: float = 1.0
+    forwards_per_run: float = 0.0
+    backprops_per_run: float = 0.0
+
+
+@dataclass(frozen=True)
+class HostSyncs:
+    """The device->host synchronisations a method documents (see its module docstring),
+    which the sync harness (``tests/sync_harness.py``) allows and no more.
+
+    Op names are those the harness records (``nonzero``, ``_local_scalar_dense``, ...).
+    ``per_step``: exact ops per ``next_batch``+``observe``; ``per_score_call``: exact ops
+    per scoring forward the step made (a method whose number of forwards depends on its
+    draws); ``per_epoch``: exact ops per ``start_epoch``; ``once_per_run_setup``: the
+    first ``start_epoch`` may sync freely (e.g. training an auxiliary model once).
+    ``test_params``: parameters the sync test needs so the syncing path runs at all.
+    """
+
+    per_step: dict[str, int] = field(default_factory=dict)
+    per_score_call: dict[str, int] = field(default_factory=dict)
+    per_epoch: dict[str, int] = field(default_factory=dict)
+    once_per_run_setup: bool = False
+    test_params: dict[str, Any] = field(default_factory=dict)
+
+
 class Sampler:
     """Base class: override ``next_batch`` (and ``observe`` if the method learns).
 
     Subclasses keep all their state in tensors/ints listed by ``state_dict`` so that a
     checkpoint taken at any step resumes identically.
+
+    One method, one file: besides its rule, a sampler class declares what the rest of the
+    suite needs to know about it, and nothing outside ``samplers/`` keeps a per-method
+    table: :meth:`cost` (read by ``--dry-run``; a sampler without one is refused there,
+    never estimated as free), :meth:`test_params` and :attr:`test_variants` (every
+    registered sampler runs through the common determinism, resume and sync tests with
+    them; none is skipped), :attr:`host_syncs` (what the sync harness allows).
     """
+
+    #: Named extra configurations for the common tests (label -> parameters), e.g. a
+    #: non-default mode worth testing for determinism and resume.
+    test_variants: dict[str, dict[str, Any]] = {}
+    #: The documented host syncs of this method (none by default).
+    host_syncs: HostSyncs = HostSyncs()
 
     #: name in the registry (set by ``@register``)
     name: str = ""
@@ -248,6 +301,29 @@ class Sampler:
     #: train differently: it enters the run-id hash (when not 1), so runs made under the
     #: old rule are never mistaken for done runs of the new one.
     revision: int = 1
+
+    def cost(self, *, n_train: int, batch_size: int, epochs: int) -> Optional[Cost]:
+        """This configuration's cost model for a run of ``epochs`` epochs on ``n_train``
+        examples in batches of ``batch_size`` (a pure function of the parameters).
+
+        ``None`` (the default) means "not declared": ``--dry-run`` then refuses the
+        matrix instead of estimating the method as free. Declare ``Cost()`` for a method
+        that truly costs nothing beyond training."""
+        return None
+
+    def check_sizes(self, *, n_train: int, batch_size: int, epochs: int) -> list[str]:
+        """What cannot work with this configuration on ``n_train`` training examples in
+        batches of ``batch_size`` (one sentence each, saying how to fix it). The runner
+        asks before anything is trained, so a run never fails an epoch in for a size that
+        was known at the start. Default: nothing."""
+        return []
+
+    @classmethod
+    def test_params(cls, n_train: int, batch_size: int) -> dict[str, Any]:
+        """Parameters that make this sampler run on a tiny test set of ``n_train``
+        examples in batches of ``batch_size`` (the common tests use 40/4 and 96/16).
+        Default: the registry defaults (no parameters)."""
+        return {}
 
     def start_epoch(self, epoch: int, ctx: StepContext) -> None:
         """Called before the first ``next_batch`` of every epoch (epochs count from 1)."""

@@ -24,9 +24,9 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from .bank import (check_bank_fits, check_bank_size, check_select, draw_bank, precision_at_b,
-                   select_positions, spearman_rho)
-from .base import FEATURE_KINDS, Batch, Sampler, StepContext
+from .bank import (BankTraits, check_bank_fits, check_bank_size, check_select, draw_bank,
+                   precision_at_b, select_positions, spearman_rho)
+from .base import FEATURE_KINDS, Batch, Cost, Sampler, StepContext
 from .registry import register
 
 RESET_RULES = ("epoch", "never")
@@ -56,7 +56,7 @@ def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
 
 
 @register("impon")
-class Impon(Sampler):
+class Impon(BankTraits, Sampler):
     """IMPON (see module docstring). Parameters:
 
     ``bank_size`` N: examples scored per iteration (N >= batch size).
@@ -79,7 +79,17 @@ class Impon(Sampler):
     checks that iterations.csv is identical with diagnostics on and off).
     """
 
-    has_bank = True
+    test_variants = {"low-never-diag": {"select": "lowest", "reset": "never",
+                                        "features": "pooled+label", "diagnose_every": 2}}
+
+    @classmethod
+    def test_params(cls, n_train: int, batch_size: int) -> dict[str, Any]:
+        return {**super().test_params(n_train, batch_size), "lr": 1e-2}
+
+    def cost(self, *, n_train: int, batch_size: int, epochs: int) -> Cost:
+        # the prediction is dot products (negligible); diagnostics score the bank
+        diag = self.bank_size / self.diagnose_every if self.diagnose_every else 0.0
+        return Cost(forwards_per_step=diag)
 
     def __init__(self, bank_size: int = 200, lr: float = 1e-6, features: str = "pixels",
                  reset: str = "epoch", select: str = "highest", init: str = "zeros",

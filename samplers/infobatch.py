@@ -46,7 +46,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from .base import Batch, Sampler, StepContext
+from .base import Batch, Cost, HostSyncs, Sampler, StepContext
 from .registry import register
 
 #: The reference's score for examples not yet trained on (``torch.ones(n) * 3``).
@@ -67,6 +67,28 @@ class InfoBatch(Sampler):
     (1 if the epoch pruned)."""
 
     revision = 2   # 2: floor(E * delta) pruned epochs (the reference's counter); 1: one more
+
+    # a pruning epoch's length is |kept| // b, which the host must know: two ``nonzero``
+    # per epoch start (below / not below the mean). The sync test's two epochs both prune.
+    host_syncs = HostSyncs(per_epoch={"nonzero": 2}, test_params={"delta": 1.0})
+
+    def check_sizes(self, *, n_train: int, batch_size: int, epochs: int) -> list[str]:
+        # a pruning epoch keeps every example at or above the mean (at least one) and
+        # int(keep_ratio * |below|) of the rest: at least 1 + int(keep_ratio * (n - 1))
+        if not any(self.is_pruning_epoch(e, epochs) for e in range(1, epochs + 1)):
+            return []
+        least = 1 + int(self.keep_ratio * (n_train - 1))
+        if least < batch_size:
+            return [f"infobatch: a pruning epoch may keep as few as {least} of {n_train} examples "
+                    f"(ratio {self.ratio:g}), less than one batch of {batch_size}; lower ratio or "
+                    f"batch_size"]
+        return []
+
+    def cost(self, *, n_train: int, batch_size: int, epochs: int) -> Cost:
+        # GUESS: about half the examples score below the mean, so a pruning epoch keeps
+        # 1 - ratio/2 of the data (the true share depends on the loss distribution)
+        pruned = sum(self.is_pruning_epoch(e, epochs) for e in range(1, epochs + 1))
+        return Cost(step_fraction=(pruned * (1 - self.ratio / 2) + (epochs - pruned)) / epochs)
 
     def __init__(self, ratio: float = 0.5, delta: float = 0.875) -> None:
         self.ratio = _check_fraction("ratio", ratio, 0.0, 0.9)

@@ -47,7 +47,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from .base import Batch, Sampler, StepContext
+from .base import Batch, Cost, Sampler, StepContext
 from .registry import register
 
 #: examples per chunk of the recomputation forward (bounds the augmented-views memory)
@@ -79,6 +79,13 @@ class OnlineBatchSelection(Sampler):
     with a full recomputation)."""
 
     revision = 2   # 2: the reference's schedule; 1 recomputed in train mode and re-sorted each step
+
+    @classmethod
+    def test_params(cls, n_train: int, batch_size: int) -> dict[str, Any]:
+        return {"recompute_epochs": 1}
+
+    def cost(self, *, n_train: int, batch_size: int, epochs: int) -> Cost:
+        return Cost(forwards_per_run=self.recomputations(epochs) * n_train)
 
     def __init__(self, s_e0: float = 100.0, s_e_end: float = 1.0, recompute_epochs: int = 2) -> None:
         for name, value in (("s_e0", s_e0), ("s_e_end", s_e_end)):

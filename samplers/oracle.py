@@ -11,16 +11,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from .bank import check_bank_fits, check_bank_size, check_select, draw_bank, select_positions
-from .base import Batch, Sampler, StepContext
+from .bank import (BankTraits, check_bank_fits, check_bank_size, check_select, draw_bank,
+                   select_positions)
+from .base import Batch, Cost, Sampler, StepContext
 from .registry import register
 
 
 @register("loss_oracle")
-class LossOracle(Sampler):
+class LossOracle(BankTraits, Sampler):
     """``bank_size`` N (>= batch size), ``select``: ``highest`` | ``lowest`` true losses."""
 
-    has_bank = True
+    def cost(self, *, n_train: int, batch_size: int, epochs: int) -> Cost:
+        return Cost(forwards_per_step=self.bank_size)   # the whole bank is scored
 
     def __init__(self, bank_size: int = 200, select: str = "highest") -> None:
         check_bank_size(bank_size)

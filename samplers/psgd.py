@@ -44,12 +44,17 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from .base import Batch, Sampler, StepContext
+from .base import Batch, Cost, Sampler, StepContext
 from .registry import register
 
 
 class RunningMeanSampler(Sampler):
     """Shared machinery; subclasses only say how running means become weights ``q``."""
+
+    test_variants = {"replacement": {"replacement": True}}
+
+    def cost(self, *, n_train: int, batch_size: int, epochs: int) -> Cost:
+        return Cost()          # scores come from the training forward: no extra pass
 
     def __init__(self, replacement: bool = False) -> None:
         if not isinstance(replacement, bool):

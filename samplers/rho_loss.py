@@ -54,7 +54,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from .base import SCORE_MODES, Batch, Sampler, StepContext
+from .base import SCORE_MODES, Batch, Cost, HostSyncs, Sampler, StepContext
 from .registry import register
 
 
@@ -80,6 +80,32 @@ class RhoLoss(Sampler):
 
     revision = 2   # 2: scoring keeps the BatchNorm update (the reference); 1 restored it
 
+    # training the IL model at the first epoch start reads seeds and AdamW's counters: once
+    # per run; steps and later epoch starts do not sync
+    host_syncs = HostSyncs(once_per_run_setup=True)
+    test_variants = {"train-restored": {"score_mode": "train"}}
+
+    @classmethod
+    def test_params(cls, n_train: int, batch_size: int) -> dict[str, Any]:
+        return {"n_big": min(2 * batch_size, (n_train + 1) // 2), "il_epochs": 1}
+
+    def check_sizes(self, *, n_train: int, batch_size: int, epochs: int) -> list[str]:
+        big, n_target = self.big_size(batch_size), (n_train + 1) // 2
+        if big <= batch_size:
+            return [f"rho_loss: n_big {big} must be larger than the batch size {batch_size} "
+                    "(the batch is the top-b of n_big candidates); raise n_big"]
+        if big > n_target:
+            return [f"rho_loss: n_big {big} is more than the {n_target} non-holdout examples of "
+                    f"{n_train} (the other half trains the irreducible-loss model); lower n_big "
+                    "or batch_size (n_big defaults to 10 x batch_size)"]
+        return []
+
+    def cost(self, *, n_train: int, batch_size: int, epochs: int) -> Cost:
+        half = n_train / 2
+        return Cost(forwards_per_step=self.big_size(batch_size),
+                    backprops_per_run=self.il_epochs * half,   # the IL model's training
+                    forwards_per_run=half)                     # its losses of the other half
+
     def __init__(self, n_big: Optional[int] = None, il_epochs: int = 100, il_batch_size: int = 320,
                  il_lr: float = 1.0e-3, il_weight_decay: float = 0.01,
                  score_mode: str = "train_update") -> None:
@@ -88,7 +114,10 @@ class RhoLoss(Sampler):
         self.score_mode = score_mode
         if n_big is not None:
             _check_int("n_big", n_big, 2)
-        _check_int("il_epochs", il_epochs, 0)
+        if isinstance(il_epochs, int) and not isinstance(il_epochs, bool) and il_epochs == 0:
+            raise ValueError("il_epochs must be >= 1: with 0 the irreducible-loss model is "
+                             "untrained and the selection is noise")
+        _check_int("il_epochs", il_epochs, 1)
         _check_int("il_batch_size", il_batch_size, 1)
         for name, value, low_ok in (("il_lr", il_lr, False), ("il_weight_decay", il_weight_decay, True)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (

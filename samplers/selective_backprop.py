@@ -34,9 +34,16 @@ vendored as ``SelectiveBackprop/lib`` in EricArazo/ImportanceSampling; the defau
   passed as ``prob_pow``), ``history: 1024`` (``max_history_len`` in
   ``lib/SelectiveBackpropper.py``).
 
-Synchronisation: this is the one sampler exempt from the no-sync rule. How many chunks
-must be scored to fill a batch depends on the random keep decisions, so the host has to
-learn how many were kept. It costs exactly one small sync per scored chunk (the
+Pacing (ours, not the reference's): the suite's epoch is ``n // b`` optimiser steps with
+the learning rate indexed by step, and a partial queue of kept candidates carries over to
+the next step. The reference's epoch is one pass of candidates (about ``n / (beta + 1)``
+backprops), Arazo et al.'s ``train.py`` indexes its learning rate by examples forwarded
+(``forwardlr=True``), and it backprops the partial batch at the end of each pass. So the
+selection rule is the authors'; the amount of training per epoch and the schedule are not.
+
+Synchronisation: one of two samplers exempt from the no-sync rule (with upper-bound IS).
+How many chunks must be scored to fill a batch depends on the random keep decisions, so
+the host has to learn how many were kept. It costs exactly one small sync per scored chunk (the
 ``nonzero`` of the keep mask); nothing else here reads device values on the host.
 """
 from __future__ import annotations
@@ -46,7 +53,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from .base import Batch, Sampler, StepContext
+from .base import Batch, Cost, HostSyncs, Sampler, StepContext
 from .registry import register
 
 
@@ -69,6 +76,23 @@ class SelectiveBackprop(Sampler):
     FIFO; ``score_mode``: ``eval`` (reference) or ``train`` (ours, see the module
     docstring). Epoch metrics: ``sb_keep_rate`` (kept / scored) and ``sb_scored``
     (candidates scored in the epoch)."""
+
+    # one ``nonzero`` of the keep mask per scored chunk (see the module docstring); no
+    # priming in the sync test, so epoch 1 already selects and the counted sync runs
+    host_syncs = HostSyncs(per_score_call={"nonzero": 1}, test_params={"prime_epochs": 0})
+    test_variants = {"prime": {"prime_epochs": 1},
+                     "train-noprime": {"prime_epochs": 0, "score_mode": "train"}}
+
+    @classmethod
+    def test_params(cls, n_train: int, batch_size: int) -> dict[str, Any]:
+        return {"history": 4 * batch_size}
+
+    def cost(self, *, n_train: int, batch_size: int, epochs: int) -> Cost:
+        # E[keep] = 1/(beta+1) for uniform percentiles, so (beta+1)*b candidates are scored
+        # per step; priming epochs keep all (b scored per step)
+        primed = min(self.prime_epochs, epochs)
+        scored = ((self.beta + 1) * (epochs - primed) + primed) / epochs * batch_size
+        return Cost(forwards_per_step=scored)
 
     def __init__(self, beta: float = 3, history: int = 1024, prime_epochs: int = 1,
                  score_mode: str = "eval") -> None:

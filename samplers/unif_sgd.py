@@ -33,7 +33,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from .base import Batch, Sampler, StepContext
+from .base import Batch, Cost, Sampler, StepContext
 from .registry import register
 
 
@@ -46,6 +46,11 @@ class UnifSGD(Sampler):
     Arazo et al.'s unif-SGD = RS2 with replacement) or ``without_replacement`` (RS2 without
     replacement: consecutive chunks of a stream of permutations). The budget is the run's
     (``StepContext.budget``)."""
+
+    test_variants = {"rs2-without-replacement": {"draw": "without_replacement"}}
+
+    def cost(self, *, n_train: int, batch_size: int, epochs: int) -> Cost:
+        return Cost()                      # a permutation per epoch: free
 
     def __init__(self, draw: str = "with_replacement") -> None:
         if draw not in DRAWS:

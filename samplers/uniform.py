@@ -10,12 +10,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .base import Batch, Sampler, StepContext
+from .base import Batch, Cost, Sampler, StepContext
 from .registry import register
 
 
 @register("uniform")
 class Uniform(Sampler):
+    def cost(self, *, n_train: int, batch_size: int, epochs: int) -> Cost:
+        return Cost()                      # plain training
+
     def __init__(self) -> None:
         self._perm: Tensor | None = None
         self._pos = 0

@@ -51,7 +51,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from .base import Batch, Sampler, StepContext
+from .base import Batch, Cost, HostSyncs, Sampler, StepContext
 from .registry import register
 
 
@@ -90,13 +90,29 @@ class UpperBoundIS(Sampler):
 
     revision = 2   # 2: presample scored in inference mode (the reference); 1: train mode
 
+    # the uniform-or-IS decision reads tau back once per step (module docstring)
+    host_syncs = HostSyncs(per_step={"_local_scalar_dense": 1})
+    test_variants = {"always": {"tau_th": 0.0}, "always-train": {"tau_th": 0.0, "score_mode": "train"}}
+
+    def check_sizes(self, *, n_train: int, batch_size: int, epochs: int) -> list[str]:
+        try:
+            self.sizes(batch_size)
+        except ValueError as exc:
+            return [f"upper_bound_is: {exc}; raise presample"]
+        return []
+
+    def cost(self, *, n_train: int, batch_size: int, epochs: int) -> Cost:
+        # an upper bound: importance sampling on at every step (B = presample * b scored)
+        return Cost(forwards_per_step=self.sizes(batch_size)[0])
+
     def __init__(self, presample: float = 3.0, tau_th: Optional[float] = None,
                  momentum: float = 0.9, score_mode: str = "eval") -> None:
         if score_mode not in ("eval", "train"):
             raise ValueError(f"score_mode must be 'eval' (the reference) or 'train', got {score_mode!r}")
         self.score_mode = score_mode
-        if isinstance(presample, bool) or not isinstance(presample, (int, float)) or not presample > 1:
-            raise ValueError(f"presample must be a number > 1 (B = presample * b), got {presample!r}")
+        if isinstance(presample, bool) or not isinstance(presample, (int, float)) or not (
+                1 < presample < float("inf")):
+            raise ValueError(f"presample must be a finite number > 1 (B = presample * b), got {presample!r}")
         if tau_th is not None and (isinstance(tau_th, bool) or not isinstance(tau_th, (int, float))
                                    or not tau_th >= 0):
             raise ValueError(f"tau_th must be null (use (B + 3b) / (3b)) or a number >= 0, got {tau_th!r}")

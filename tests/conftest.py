@@ -60,3 +60,13 @@ def run_cli(capsys, matrix, root, results, *extra):
                "--no-download", "--device", "cpu", *extra])
     out = capsys.readouterr()
     return rc, out.out, out.err
+
+
+def wait_paused(proc) -> str:
+    """Read ``proc``'s output until the runner says it paused (``IMPON_TEST_PAUSE_AT``):
+    no sleep, the pause line is the proof the run is mid-epoch. Returns that line."""
+    from benchmarks.faults import PAUSED_LINE
+    for line in proc.stdout:
+        if line.startswith(PAUSED_LINE):
+            return line
+    pytest.fail("the first runner ended without reaching the pause point")

@@ -45,6 +45,8 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
+import samplers
+
 #: ATen ops (overload packet names) that always force a sync on CUDA.
 ALWAYS_SYNC = frozenset({
     "_local_scalar_dense", "nonzero", "argwhere", "masked_select", "masked_scatter",
@@ -220,16 +222,14 @@ __all__ = ["SyncRecorder", "SyncEvent", "classify_op", "assert_no_sync",
 # ----------------------------------------------------------------------------- samplers
 @dataclass
 class SamplerCase:
-    """How the sync tests run one registered sampler (the hook for special samplers).
-
-    Every name in ``samplers.available()`` is tested; one without an entry in
-    :data:`SAMPLER_CASES` runs with its registry defaults and must not sync at all. Add an
-    entry when a new sampler needs other parameters to run on the tiny test set (``params``)
-    or has a documented, counted sync (``expected``: given the number of ``ctx.score``
-    calls the step made, the exact op counts it may issue).
+    """How the sync tests run one registered sampler, read from its class's traits
+    (``Sampler.test_params`` and ``Sampler.host_syncs``, documented in its module): every
+    name in ``samplers.available()`` is tested, and a sampler that declares no syncs must
+    not sync at all.
     """
 
     params: dict[str, Any] = field(default_factory=dict)
+    #: given the number of scoring calls a step made, the exact op counts it may issue
     expected: Callable[[int], Counter] = lambda score_calls: Counter()
     #: the exact syncs ``begin_epoch`` may issue (a data-dependent epoch length, say)
     epoch_expected: Counter = field(default_factory=Counter)
@@ -237,27 +237,18 @@ class SamplerCase:
     once_per_run_setup: bool = False
 
 
-SAMPLER_CASES: dict[str, SamplerCase] = {
-    # samplers.selective_backprop: exactly one ``nonzero`` of the keep mask per scored chunk.
-    # No priming here: epoch 1 must already select, so the counted sync is exercised.
-    "selective_backprop": SamplerCase(params={"prime_epochs": 0},
-                                      expected=lambda chunks: Counter({"nonzero": chunks})),
-    # samplers.infobatch: a pruning epoch's length is |kept examples| // b, which the host
-    # must know to run the epoch: two ``nonzero`` (below / not below the mean) per epoch
-    # start, none per step. (Both test epochs prune: epochs 2, delta 1, so epoch <= 2.)
-    "infobatch": SamplerCase(params={"delta": 1.0}, epoch_expected=Counter({"nonzero": 2})),
-    # samplers.upper_bound_is: the uniform-or-IS decision reads tau once per step
-    # (documented there, counted in its ``ubis_syncs`` column).
-    # samplers.rho_loss: the first epoch start trains the irreducible-loss model once per
-    # run (ordinary training: AdamW reads its step counters, two seeds are read back); its
-    # steps and later epoch starts must not sync. n_big fits the tiny training set.
-    "rho_loss": SamplerCase(params={"n_big": 24, "il_epochs": 1}, once_per_run_setup=True),
-    "upper_bound_is": SamplerCase(expected=lambda score_calls: Counter({"_local_scalar_dense": 1})),
-}
+def sampler_case(name: str, n_train: int, batch_size: int) -> SamplerCase:
+    """The sync-test case of sampler ``name`` on a tiny set of ``n_train`` / ``batch_size``."""
+    cls = samplers.get(name)
+    syncs = cls.host_syncs
 
+    def expected(score_calls: int) -> Counter:
+        per_call = Counter({op: n * score_calls for op, n in syncs.per_score_call.items()})
+        return Counter(syncs.per_step) + per_call
 
-def sampler_case(name: str) -> SamplerCase:
-    return SAMPLER_CASES.get(name, SamplerCase())
+    return SamplerCase(params={**cls.test_params(n_train, batch_size), **syncs.test_params},
+                       expected=expected, epoch_expected=Counter(syncs.per_epoch),
+                       once_per_run_setup=syncs.once_per_run_setup)
 
 
 @dataclass

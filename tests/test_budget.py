@@ -98,7 +98,6 @@ def test_budget_leaving_no_batch_is_a_user_error(tiny_root, tiny_defaults, tmp_p
     assert not (tmp_path / "r" / "iterations.csv").exists()
 
 
-@samplers.register("test_fewer_steps")
 class _FewerSteps(Uniform):
     """Uniform, but epoch e trains ``default - e + 1`` steps (InfoBatch-like pruning)."""
 
@@ -106,7 +105,17 @@ class _FewerSteps(Uniform):
         return default - epoch + 1
 
 
-def test_epoch_steps_hook_sets_each_epoch_and_resume_replays(tiny_root, tiny_defaults, tmp_path):
+@pytest.fixture
+def fewer_steps(monkeypatch):
+    """``test_fewer_steps`` registered in a private copy of the registry (undone after), so
+    the suite's registry-wide tests never see a test-only sampler."""
+    from samplers import registry
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    samplers.register("test_fewer_steps")(_FewerSteps)
+
+
+def test_epoch_steps_hook_sets_each_epoch_and_resume_replays(fewer_steps, tiny_root, tiny_defaults,
+                                                             tmp_path):
     spec = {**tiny_defaults, "epochs": 3, "sampler": {"name": "test_fewer_steps"}}
     it, ep, _ = _train(tiny_root, tmp_path, "full", **spec)
     assert it.groupby("epoch").size().tolist() == [6, 5, 4]        # default 6, then fewer

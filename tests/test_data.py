@@ -34,7 +34,7 @@ def assert_split_equal(a: Split, b: Split) -> None:
 
 # ------------------------------------------------------------------- built-ins via torchvision
 def test_builtin_list() -> None:
-    assert BUILTIN == ("cifar10", "cifar100", "svhn")
+    assert BUILTIN[:3] == ("cifar10", "cifar100", "svhn")  # more only by a catalogue entry
 
 
 def test_cifar10_round_trip_and_cache(tmp_path: Path, relaxed) -> None:

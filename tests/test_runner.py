@@ -15,7 +15,7 @@ from benchmarks import matrix as matrix_mod
 from benchmarks.cli import main
 from benchmarks.errors import UserError
 from benchmarks.runner import shard
-from conftest import REPO, write_matrix
+from conftest import REPO, write_matrix, wait_paused
 
 
 def _cli_proc(matrix: Path, root: Path, results: Path, *extra: str,
@@ -74,14 +74,15 @@ def test_shards_partition_the_runs():
         shard(runs, "4/4")
 
 
-def _register_raising_sampler() -> None:
+def _register_raising_sampler(monkeypatch) -> None:
     """A sampler that fails mid-run (bad input such as a bank larger than the training set
-    is now refused before anything runs, so it cannot play this part)."""
+    is now refused before anything runs, so it cannot play this part), registered in a
+    private copy of the registry (undone after the test)."""
     import samplers
+    from samplers import registry
     from samplers.uniform import Uniform
 
-    if "test_raises_in_training" in samplers.available():
-        return
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
 
     @samplers.register("test_raises_in_training")
     class RaisesInTraining(Uniform):
@@ -89,8 +90,9 @@ def _register_raising_sampler() -> None:
             raise RuntimeError("boom in epoch 1")
 
 
-def test_failing_and_diverging_runs_do_not_stop_the_matrix(tmp_path, tiny_root, tiny_defaults, capsys):
-    _register_raising_sampler()
+def test_failing_and_diverging_runs_do_not_stop_the_matrix(tmp_path, tiny_root, tiny_defaults, capsys,
+                                                           monkeypatch):
+    _register_raising_sampler(monkeypatch)
     grid = {"arm": [
         {"name": "explodes", "optimizer": {"name": "sgd", "lr": 1.0e12}, "schedule": {"name": "constant"}},
         {"name": "raises", "sampler": {"name": "test_raises_in_training"}},
@@ -206,11 +208,7 @@ def test_deleting_lock_folders_mid_run_does_not_let_a_second_runner_train(tmp_pa
     results = tmp_path / "r"
     first = _cli_proc(m, tiny_root, results, env_extra={"IMPON_TEST_PAUSE_AT": "epoch:1:iteration:2"})
     try:
-        for line in first.stdout:  # blocks until the first runner is provably mid-epoch
-            if line.startswith(PAUSED_LINE):
-                break
-        else:
-            pytest.fail("the first runner ended without reaching the pause point")
+        line = wait_paused(first)  # blocks until the first runner is provably mid-epoch
         assert line.split() == [PAUSED_LINE, str(first.pid)]
         for lock_dir in [p for p in results.rglob("*lock*") if p.is_dir()] + [results / "t" / ".locks"]:
             shutil.rmtree(lock_dir, ignore_errors=True)

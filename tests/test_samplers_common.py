@@ -11,34 +11,31 @@ import samplers
 from samplers.impon import weight_frobenius_norm
 from sampler_fixtures import build, make_toy, reseed, run, train_step
 
-CONFIGS = {
-    "uniform": ("uniform", {}),
-    "impon": ("impon", {"bank_size": 8, "lr": 1e-2}),
-    "impon-low-never-diag": ("impon", {"bank_size": 8, "lr": 1e-2, "select": "lowest",
-                                       "reset": "never", "features": "pooled+label",
-                                       "diagnose_every": 2}),
-    "loss_oracle": ("loss_oracle", {"bank_size": 8}),
-    "selective_backprop": ("selective_backprop", {"history": 16}),
-    "selective_backprop-prime": ("selective_backprop", {"history": 16, "prime_epochs": 1}),
-    "p_sgd": ("p_sgd", {}),
-    "c_sgd-no-replacement": ("c_sgd", {"replacement": False}),
-    "p_sgd-replacement": ("p_sgd", {"replacement": True}),
-    "selective_backprop-train-noprime": ("selective_backprop", {"history": 16, "prime_epochs": 0,
-                                                                "score_mode": "train"}),
-    "unif_sgd": ("unif_sgd", {}),
-    "unif_sgd-rs2-without-replacement": ("unif_sgd", {"draw": "without_replacement"}),
-    "infobatch": ("infobatch", {}),
-    "rho_loss": ("rho_loss", {"n_big": 8, "il_epochs": 1}),
-    "rho_loss-train-restored": ("rho_loss", {"n_big": 8, "il_epochs": 1, "score_mode": "train"}),
-    "upper_bound_is": ("upper_bound_is", {}),
-    "upper_bound_is-always": ("upper_bound_is", {"tau_th": 0.0}),
-    "upper_bound_is-always-train": ("upper_bound_is", {"tau_th": 0.0, "score_mode": "train"}),
-    "online_batch_selection": ("online_batch_selection", {"recompute_epochs": 1}),
-}
-#: samplers whose epochs may have fewer than n // b steps (``epoch_steps``)
-SHORT_EPOCHS = ("infobatch",)
-#: samplers with a documented per-step host sync (see their module docstrings)
-SYNCING = ("selective_backprop", "upper_bound_is")
+def sampler_configs(n_train: int = 40, batch_size: int = 4) -> dict[str, tuple[str, dict]]:
+    """label -> (name, params) for every registered sampler, from its own traits
+    (``test_params`` and ``test_variants``): a new method is tested without an edit here."""
+    out = {}
+    for name in samplers.available():
+        cls = samplers.get(name)
+        base = cls.test_params(n_train, batch_size)
+        out[name] = (name, base)
+        for label, extra in cls.test_variants.items():
+            out[f"{name}-{label}"] = (name, {**base, **extra})
+    return out
+
+
+CONFIGS = sampler_configs()
+
+
+def _short_epochs(name: str) -> bool:
+    """Samplers that may run fewer than n // b steps (they override ``epoch_steps``)."""
+    return samplers.get(name).epoch_steps is not samplers.Sampler.epoch_steps
+
+
+def _syncs_per_step(name: str) -> bool:
+    """Samplers with a documented per-step host sync (their ``host_syncs`` trait)."""
+    syncs = samplers.get(name).host_syncs
+    return bool(syncs.per_step or syncs.per_score_call)
 
 
 def _same(a, b):
@@ -54,7 +51,7 @@ def test_same_seed_same_batches(key):
     a = run(build(name, **params), make_toy(n=40, b=4), seed=7, epochs=2)
     b = run(build(name, **params), make_toy(n=40, b=4), seed=7, epochs=2)
     c = run(build(name, **params), make_toy(n=40, b=4), seed=8, epochs=2)
-    assert len(a) == len(b) == (20 if name not in SHORT_EPOCHS else len(a))
+    assert len(a) == len(b) == (20 if not _short_epochs(name) else len(a))
     assert len(a) >= 10
     for x, y in zip(a, b):
         _same(x, y)
@@ -88,7 +85,7 @@ def test_state_dict_round_trip_mid_epoch_continues_identically(key):
     resumed.load_state_dict(saved["sampler"])
     toy2.ctx.generator.set_state(saved["rng"])
     got, got_metrics = rest(resumed, toy2)
-    assert len(got) == len(expected) == (17 if name not in SHORT_EPOCHS else len(got))
+    assert len(got) == len(expected) == (17 if not _short_epochs(name) else len(got))
     for x, y in zip(expected, got):
         _same(x, y)
     assert got_metrics.keys() == expected_metrics.keys()
@@ -97,7 +94,7 @@ def test_state_dict_round_trip_mid_epoch_continues_identically(key):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("key", [k for k in CONFIGS if not k.startswith(SYNCING)])
+@pytest.mark.parametrize("key", [k for k in CONFIGS if not _syncs_per_step(CONFIGS[k][0])])
 def test_no_device_to_host_sync_in_next_batch_and_observe(key):
     """Selective Backprop (once per scored chunk) and upper-bound IS (once per step, the
     uniform-or-IS decision) are exempt, documented in their modules."""
@@ -119,6 +116,14 @@ def test_no_device_to_host_sync_in_next_batch_and_observe(key):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     sampler.epoch_metrics()   # may sync: once per epoch
+
+
+def test_every_registered_sampler_is_tested_and_declares_a_cost():
+    names = {name for name, _ in CONFIGS.values()}
+    assert names == set(samplers.available())
+    for name in names:
+        cost = samplers.build(name, **CONFIGS[name][1]).cost(n_train=40, batch_size=4, epochs=2)
+        assert isinstance(cost, samplers.Cost), name
 
 
 def test_unknown_sampler_lists_what_exists():

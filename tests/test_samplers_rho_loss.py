@@ -73,7 +73,7 @@ def test_candidates_are_scored_keeping_the_batchnorm_update_by_default(params, m
 
 def test_default_big_batch_is_ten_batches_and_candidates_stream_without_repeats():
     toy = make_toy(n=200, b=4)
-    s = build("rho_loss", il_epochs=0)
+    s = build("rho_loss", il_epochs=1)
     reseed(toy.ctx, 0, 1)
     s.start_epoch(1, toy.ctx)
     assert s.big_size(4) == 40
@@ -106,6 +106,7 @@ def test_big_batch_must_fit(params, msg):
 
 
 @pytest.mark.parametrize("bad,msg", [({"n_big": 1}, "n_big"), ({"il_epochs": -1}, "il_epochs"),
+                                     ({"il_epochs": 0}, "untrained"),
                                      ({"il_lr": 0}, "il_lr"), ({"il_batch_size": 0}, "il_batch_size")])
 def test_bad_parameters_are_one_line_errors(bad, msg):
     with pytest.raises(ValueError, match=msg):

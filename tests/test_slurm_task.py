@@ -14,7 +14,8 @@ from benchmarks import slurm as slurm_mod
 from benchmarks.cli import main
 from benchmarks.config import RunSpec
 from benchmarks.errors import UserError
-from benchmarks.runner import RunOptions, SlurmOptions, run_dir, slurm_parameters
+from benchmarks.runner import RunOptions, run_dir
+from benchmarks.slurm import SlurmOptions, slurm_parameters
 from conftest import write_matrix
 
 

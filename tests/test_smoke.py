@@ -12,6 +12,7 @@ import json
 import numpy as np
 import pandas as pd
 
+import samplers
 from benchmarks.cli import main
 from benchmarks.synthetic import SMOKE_DATASETS
 from plots import make_plots
@@ -26,8 +27,10 @@ def test_smoke_matrix_end_to_end(tmp_path, capsys):
     out = capsys.readouterr()
     assert rc == 0, out.out + out.err
     assert sorted(p.name for p in root.iterdir()) == sorted(SMOKE_DATASETS)
-    runs = [p for p in (results / "smoke").iterdir() if not p.name.startswith(".")]
-    assert len(runs) == 24
+    runs = [p for p in (results / "smoke").iterdir() if p.is_dir() and not p.name.startswith(".")]
+    assert len(runs) == 39
+    names = {json.loads((r / "run.json").read_text())["spec"]["sampler"]["name"] for r in runs}
+    assert names == set(samplers.available())        # make smoke covers every method
     for run in runs:
         info = json.loads((run / "run.json").read_text())
         assert info["status"] == "done", (run.name, info["error"])
@@ -51,9 +54,10 @@ def test_smoke_matrix_end_to_end(tmp_path, capsys):
 
     # ---- the figures of that matrix, from its CSVs alone
     res, outputs = make_plots(results / "smoke")
-    assert res.runs["included"].all() and len(res.runs) == 24
+    assert res.runs["included"].all() and len(res.runs) == 39
     arms = ["sgd", "adam", "selective_backprop", "p_sgd", "c_sgd", "impon", "impon_low",
-            "loss_oracle"]
+            "loss_oracle", "unif_sgd", "infobatch", "rho_loss", "upper_bound_is",
+            "online_batch_selection"]
     fig2 = outputs.figures["fig2"]
     assert sorted(figure_legend(fig2)) == sorted(arms)
     axes = {ax.get_title().split()[0]: ax for ax in fig2.axes if ax.get_visible()
@@ -89,6 +93,6 @@ def test_smoke_matrix_end_to_end(tmp_path, capsys):
             assert (results / "smoke" / "figures" / f"{STEMS[name]}.{fmt}").stat().st_size > 0
     assert "fig4" in outputs.skipped  # one bank size per arm: no bank-size ablation to draw
     summary = pd.read_csv(results / "smoke" / "summary.csv")
-    assert len(summary) == 24 * 3 and set(summary.arm) == set(arms)
+    assert len(summary) == 39 * 3 and set(summary.arm) == set(arms)
     report = (results / "smoke" / "report.md").read_text()
     assert all(d in report for d in SMOKE_DATASETS)   # the report says what it ran on

@@ -29,7 +29,7 @@ def _run_cli(matrix: Path, data_root: Path, results: Path, *extra: str,
 
 
 def _only_run(results: Path) -> Path:
-    runs = [p for p in (results / "t").iterdir() if not p.name.startswith(".")]
+    runs = [p for p in (results / "t").iterdir() if p.is_dir() and not p.name.startswith(".")]
     assert len(runs) == 1
     return runs[0]
 

@@ -1,0 +1,155 @@
+"""The README's result tables, generated from the committed ``summary.csv`` / ``paired.csv``.
+
+Why: a number typed into the README by hand drifts from the runs it quotes (a rerun, a
+changed rule). Each table sits between two markers::
+
+    <!-- table: methods cpu_methods -->
+    ...generated markdown...
+    <!-- end table -->
+
+``python -m plots readme`` rewrites every such block from ``results/<matrix>/``; the test
+suite fails when the README differs from what this module generates. Only files are read
+(no run folder is re-aggregated), so the README always quotes what the committed report
+quotes.
+
+Kinds:
+- ``methods``: one row per arm: final test accuracy (mean ± std over seeds), the paired
+  difference against the matrix's reference arm at the final epoch (95% paired-t interval,
+  seeds agreeing in sign), and costs relative to the reference: seconds per training step,
+  examples forwarded and back-propagated over the run.
+- ``budget``: final test accuracy (mean ± std over seeds) per arm and budget.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from .aggregate import atomic_path
+
+BLOCK = re.compile(r"(<!-- table: (\w+) ([\w.-]+) -->\n)(.*?)(<!-- end table -->)", re.S)
+
+
+class ReadmeTableError(ValueError):
+    """A README block names a kind or matrix this module cannot generate."""
+
+
+def _final_rows(summary: pd.DataFrame) -> pd.DataFrame:
+    last = summary.groupby("run_id")["epoch"].transform("max")
+    return summary[summary["epoch"] == last]
+
+
+def _mean_std(values: pd.Series, scale: float, digits: int) -> str:
+    v = values.to_numpy(dtype=float) * scale
+    std = float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
+    return f"{v.mean():.{digits}f} ± {std:.{digits}f}"
+
+
+def _signed(x: float) -> str:
+    return f"{x:+.2f}".replace("-", "−")
+
+
+def _paired_cell(paired: pd.DataFrame, arm: str) -> str:
+    rows = paired[(paired["arm"] == arm) & paired["checkpoint"].str.startswith("final")]
+    if rows.empty:
+        return "—"
+    r = rows.iloc[0]
+    if r["t_lo"] == r["t_hi"] == r["mean"] == 0:
+        return "+0.00 (identical runs)"
+    return (f"{_signed(100 * r['mean'])} [{_signed(100 * r['t_lo'])}, {_signed(100 * r['t_hi'])}] "
+            f"{int(r['n_agree'])}/{int(r['n'])}")
+
+
+def methods_table(root: Path) -> str:
+    """The ``methods`` table of the matrix folder ``root`` (see the module docstring)."""
+    summary = pd.read_csv(root / "summary.csv")
+    paired = pd.read_csv(root / "paired.csv")
+    refs = paired["reference"].dropna().unique()
+    if len(refs) != 1:
+        raise ReadmeTableError(f"{root}: paired.csv must name exactly one reference, got {list(refs)}")
+    ref = str(refs[0])
+    final = _final_rows(summary).copy()
+    final["s_per_step"] = final["cum_train_seconds"] / final["iteration"]
+    per_arm = final.groupby("arm").agg(acc=("test_acc", "mean"), sps=("s_per_step", "mean"),
+                                       secs=("cum_train_seconds", "mean"),
+                                       steps=("iteration", "mean"), fwd=("forwards", "mean"),
+                                       bwd=("backprops", "mean"))
+    base = per_arm.loc[ref]
+    lines = ["| arm | final acc % | vs " + ref + " (points) | s/step | forwards | backprops |",
+             "|---|---|---|---|---|---|"]
+    for arm, row in per_arm.sort_values("acc", ascending=False).iterrows():
+        sps = f"{row.sps / base.sps:.2f}"
+        if row.steps != base.steps:
+            sps += f" ({row.secs / base.secs:.2f} per run)"
+        vs = "—" if arm == ref else _paired_cell(paired, str(arm))
+        lines.append(f"| {arm} | {_mean_std(final[final.arm == arm].test_acc, 100, 2)} | {vs} | "
+                     f"{sps} | {row.fwd / base.fwd:.2f} | {row.bwd / base.bwd:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def budget_table(root: Path) -> str:
+    """The ``budget`` table of the matrix folder ``root``: arms by budget."""
+    summary = pd.read_csv(root / "summary.csv")
+    final = _final_rows(summary)
+    if "budget" not in final.columns:
+        raise ReadmeTableError(f"{root}: summary.csv has no budget column")
+    budgets = sorted(final["budget"].unique())
+    arms = list(dict.fromkeys(final["arm"]))
+    lines = ["| arm | " + " | ".join(f"f = {b:g}" for b in budgets) + " |",
+             "|---|" + "---|" * len(budgets)]
+    for arm in arms:
+        cells = [_mean_std(final[(final.arm == arm) & (final.budget == b)].test_acc, 100, 1)
+                 for b in budgets]
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+KINDS: dict[str, Callable[[Path], str]] = {"methods": methods_table, "budget": budget_table}
+
+
+def render(text: str, results: Path) -> str:
+    """``text`` with every generated block rewritten from ``results/<matrix>/``."""
+    def block(m: re.Match) -> str:
+        kind, matrix = m.group(2), m.group(3)
+        if kind not in KINDS:
+            raise ReadmeTableError(f"README table kind {kind!r} unknown; known: {', '.join(KINDS)}")
+        folder = results / matrix
+        if not (folder / "summary.csv").exists():
+            raise ReadmeTableError(f"README table {kind} {matrix}: {folder}/summary.csv missing; "
+                                   f"run `python -m plots {matrix}` first")
+        return m.group(1) + KINDS[kind](folder) + m.group(5)
+    return BLOCK.sub(block, text)
+
+
+def update(readme: Path, results: Path) -> bool:
+    """Rewrite ``readme``'s generated blocks in place; True if anything changed."""
+    old = readme.read_text(encoding="utf-8")
+    new = render(old, results)
+    if new != old:
+        with atomic_path(readme) as tmp:
+            tmp.write_text(new, encoding="utf-8")
+    return new != old
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m plots.readme [README] [--results DIR]``: rewrite the generated tables."""
+    import argparse
+    import sys
+    p = argparse.ArgumentParser(prog="python -m plots.readme", description=__doc__.split("\n")[0])
+    p.add_argument("readme", nargs="?", default="README.md")
+    p.add_argument("--results", default="results")
+    args = p.parse_args(argv)
+    try:
+        changed = update(Path(args.readme), Path(args.results))
+    except (ReadmeTableError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.readme}: {'tables rewritten' if changed else 'tables already up to date'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
