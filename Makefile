@@ -5,13 +5,14 @@ PY     := $(VENV)/bin/python
 DATA_ROOT ?= data
 DEVICE    ?= auto
 JOBS      ?= 1
+RESULTS   ?= results
 MATRIX    ?= cpu_mini
 ARGS      ?=
-RUN = $(PY) -m benchmarks run --data-root $(DATA_ROOT) --device $(DEVICE) --jobs $(JOBS) $(ARGS)
+RUN = $(PY) -m benchmarks run --data-root $(DATA_ROOT) --results $(RESULTS) --device $(DEVICE) --jobs $(JOBS) $(ARGS)
 # Run a matrix, then draw its figures even if some run failed or diverged (exit 1: the
 # plots report those runs); stop at once on bad input (exit 2). Keeps the runner's status.
 # A dry run (--dry-run in ARGS) trains nothing, so there is nothing to plot: it only prints.
-run_and_plot = $(RUN) $(1)$(if $(findstring --dry-run,$(ARGS)),,; s=$$?; [ $$s -eq 2 ] && exit 2; $(PY) -m plots $(1) || exit $$?; exit $$s)
+run_and_plot = $(RUN) $(1)$(if $(findstring --dry-run,$(ARGS)),,; s=$$?; [ $$s -eq 2 ] && exit 2; $(PY) -m plots $(1) --results $(RESULTS) || exit $$?; exit $$s)
 
 .PHONY: install test test-slurm reproduce ablation-bank fair smoke cpu-mini plots perf gpu-check flops clean-venv
 
@@ -50,7 +51,7 @@ cpu-mini: install
 	$(call run_and_plot,cpu_mini)
 
 plots: install
-	$(PY) -m plots $(MATRIX)
+	$(PY) -m plots $(MATRIX) --results $(RESULTS)
 
 perf: install
 	$(PY) -m benchmarks.perf --device $(DEVICE) $(ARGS)

@@ -28,3 +28,12 @@ def test_dry_run_does_not_plot(target):
     assert "-m plots" not in dry, dry
     # the same target without --dry-run does plot (so the check above can fail)
     assert "-m plots" in _recipe(target)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_results_root_reaches_the_run_and_the_plots(target):
+    """``RESULTS=DIR`` is where the runs go and where the plots look (a results root given
+    only to the runner made the plotting step fail on a folder it never looked in)."""
+    lines = [ln for ln in _recipe(target, "RESULTS=/tmp/elsewhere").splitlines()
+             if "-m benchmarks run" in ln or "-m plots" in ln]
+    assert lines and all("--results /tmp/elsewhere" in ln for ln in lines), lines
