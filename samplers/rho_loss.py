@@ -140,13 +140,9 @@ class RhoLoss(Sampler):
         n, b = ctx.n_train, ctx.batch_size
         # even indices train the target model, odd ones are the holdout (no nonzero: no sync)
         self._train_idx = torch.arange(0, n, 2, device=ctx.device)
-        n_target = (n + 1) // 2
-        big = self.big_size(b)
-        if big <= b:
-            raise ValueError(f"rho_loss: n_big {big} must be larger than the batch size {b}")
-        if big > n_target:
-            raise ValueError(f"rho_loss: n_big {big} is more than the {n_target} non-holdout "
-                             f"examples; lower n_big or the batch size")
+        problems = self.check_sizes(n_train=n, batch_size=b, epochs=ctx.epochs or 1)
+        if problems:  # a loop outside the suite's runner, which refuses these up front
+            raise ValueError(problems[0])
         if self._il is None:
             holdout_idx = torch.arange(1, n, 2, device=ctx.device)
             il = ctx.train_aux_model(holdout_idx, self._train_idx, epochs=self.il_epochs,
