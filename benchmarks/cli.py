@@ -88,11 +88,11 @@ def preflight(specs: list, args: argparse.Namespace) -> None:
         problems.append(f"--results {args.results}: {why}; choose a writable folder with --results DIR")
     seen: dict[tuple, Any] = {}
     for spec in specs:
-        key = (spec["dataset"], repr(spec["subset"]), spec["validation"])
+        key = (spec["dataset"], repr(spec["subset"]), spec["validation"], repr(spec["label_noise"]))
         if key not in seen:
-            try:
+            try:  # label noise too: a missing CIFAR-N file is refused before anything runs
                 seen[key] = load_run_data(spec["dataset"], args.data_root, args.download, spec["subset"],
-                                          spec["validation"])[3]
+                                          spec["validation"], spec["label_noise"])[3]
             except UserError as e:
                 seen[key] = None
                 problems += e.problems

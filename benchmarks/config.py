@@ -21,6 +21,7 @@ from typing import Any, Mapping
 
 import samplers
 
+from . import noise
 from .errors import UserError
 
 REQUIRED = object()  # marker: key has no default
@@ -78,7 +79,7 @@ AMP_CHOICES = ("off", "bf16")
 NAMED_SECTIONS = {"model": MODELS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES}
 SECTION_DEFAULT_NAME = {"model": "resnet18", "optimizer": "sgd", "schedule": "constant",
                         "sampler": "uniform"}
-ALL_KEYS = sorted([*TOP_LEVEL, "subset", "augment", *NAMED_SECTIONS, "sampler"])
+ALL_KEYS = sorted([*TOP_LEVEL, "subset", "augment", *NAMED_SECTIONS, "sampler", "label_noise"])
 
 
 def _did_you_mean(key: str, options: list[str]) -> str:
@@ -229,6 +230,10 @@ def resolve(raw: Mapping[str, Any], path: str = "") -> dict[str, Any]:
     out["subset"] = (None if raw.get("subset") is None
                      else _check_section(raw["subset"], SUBSET, p("subset"), problems))
     out["augment"] = _check_section(raw.get("augment", {}), AUGMENT, p("augment"), problems)
+    # label_noise: {kind, rate, map, labels} or null (clean labels); benchmarks/noise.py
+    noise_problems = noise.problems(raw.get("label_noise"), p("label_noise"))
+    problems += noise_problems
+    out["label_noise"] = raw.get("label_noise") if noise_problems else noise.resolve(raw.get("label_noise"))
     for section, table in NAMED_SECTIONS.items():
         out[section] = _check_named(raw.get(section, {}), section, table, p(section), problems)
     out["sampler"] = _check_sampler(raw.get("sampler", {}), p("sampler"), problems)
@@ -386,6 +391,9 @@ class RunSpec:
         budget = self.config.get("budget", 1.0)
         if budget != 1.0:  # full budget stays unnamed, so ids made before the key are kept
             parts.append(f"budget{budget:g}")
+        noisy = noise.id_part(self.config.get("label_noise"))
+        if noisy:  # clean labels stay unnamed (ids made before the key are kept)
+            parts.append(noisy)
         parts.append(f"seed{self.config['seed']}")
         safe = "-".join(str(x) for x in parts).replace("/", "_").replace(" ", "_")
         return f"{safe}-{self.hash}"
@@ -400,6 +408,7 @@ HASH_STABLE_DEFAULTS: dict[str, Any] = {
     "budget": 1.0,                  # full epochs, as before the budget axis
     "sampler.score_mode": "train",  # Selective Backprop's train-mode scoring, as before
     "sampler.draw": "with_replacement",  # unif_sgd: a fresh subset per epoch, as before
+    "label_noise": None,            # the dataset's own (clean) training labels
 }
 
 

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import io
+from . import io, noise
 from .catalogue import BUILTINS, Builtin
 from .errors import UserError
 from .splits import Split, write_npz_atomic  # noqa: F401 (the host format, re-exported)
@@ -90,6 +90,9 @@ class DatasetInfo:
     n_train_full: Optional[int] = None
     n_test_full: Optional[int] = None
     n_val: int = 0   # validation examples held out of the training set (``validation``)
+    #: ``benchmarks.noise.summary`` of the training labels' noise, None for clean labels
+    #: (then left out of run.json, as before the option existed).
+    label_noise: Optional[dict] = None
 
     def to_dict(self) -> dict:
         """JSON-ready dict (tuples become lists) for run.json."""
@@ -97,6 +100,8 @@ class DatasetInfo:
         d["mean"] = list(self.mean)
         d["std"] = list(self.std)
         d["subset"] = dict(self.subset) if self.subset is not None else None
+        if d["label_noise"] is None:
+            del d["label_noise"]
         return d
 
 
@@ -196,7 +201,8 @@ def split_validation(train: Split, n: int, seed: int, what: str = "train") -> tu
 
 
 def load_run_data(name: str, data_root: str | Path, download: bool, subset: Optional[dict] = None,
-                  validation: int = 0) -> tuple[Split, Split, Optional[Split], DatasetInfo]:
+                  validation: int = 0, label_noise: Optional[dict] = None,
+                  ) -> tuple[Split, Split, Optional[Split], DatasetInfo]:
     """What one run trains and evaluates on: (train, test, val or None, info).
 
     :func:`load_splits`, then, if ``validation`` > 0, :func:`split_validation` applied
@@ -204,7 +210,29 @@ def load_run_data(name: str, data_root: str | Path, download: bool, subset: Opti
     the size of what is trained on, ``info.n_val`` the validation size, and the
     fingerprint also covers the validation examples. With ``validation == 0`` this is
     exactly ``load_splits`` (same info, same fingerprint as before the option existed).
+
+    ``label_noise`` (resolved, :mod:`benchmarks.noise`) then corrupts the training labels
+    only, seeded by the subset seed: ``train.y`` is noisy, ``train.clean_y`` the dataset's
+    labels, ``info.label_noise`` what run.json records, and the fingerprint covers the
+    noisy labels. Without it nothing changes.
     """
+    train, test, val, info = _run_data(name, data_root, download, subset, validation)
+    if not label_noise:
+        return train, test, val, info
+    seed = (info.subset or {}).get("seed", 0)
+    noisy = noise.corrupt(train.y, label_noise, num_classes=info.num_classes, seed=seed,
+                          dataset=name, index=train.index,
+                          folder=Path(data_root).expanduser() / name)
+    record = noise.summary(train.y, noisy, label_noise)
+    train = replace(train, y=noisy, clean_y=train.y)
+    h = hashlib.sha256(info.fingerprint.encode())
+    h.update(np.ascontiguousarray(noisy).data)
+    info = replace(info, fingerprint=h.hexdigest()[:16], label_noise=record)
+    return train, test, val, info
+
+
+def _run_data(name: str, data_root: str | Path, download: bool, subset: Optional[dict],
+              validation: int) -> tuple[Split, Split, Optional[Split], DatasetInfo]:
     train, test, info = load_splits(name, data_root, download, subset)
     if not validation:
         return train, test, None, info
@@ -292,7 +320,9 @@ def stratified_indices(y: np.ndarray, n: int, seed: int, stream: int = 0, what: 
 
 
 def _take(split: Split, idx: np.ndarray) -> Split:
-    return Split(x=np.ascontiguousarray(split.x[idx]), y=np.ascontiguousarray(split.y[idx]))
+    where = np.arange(len(split), dtype=np.int64) if split.index is None else split.index
+    return Split(x=np.ascontiguousarray(split.x[idx]), y=np.ascontiguousarray(split.y[idx]),
+                 index=where[idx])
 
 
 def _parse_subset(subset: Optional[dict]) -> Optional[dict]:

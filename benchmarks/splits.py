@@ -24,6 +24,12 @@ class Split:
     y: np.ndarray
     #: Class count stated by the file (a prepared npz's optional ``num_classes``), else None.
     num_classes: Optional[int] = None
+    #: Positions of these examples in the split they were taken from (``subset``,
+    #: ``validation``), None for a whole split: what maps per-example files of the official
+    #: training set (CIFAR-N human labels) onto a subset.
+    index: Optional[np.ndarray] = None
+    #: The dataset's own labels where ``y`` carries label noise (``label_noise``), else None.
+    clean_y: Optional[np.ndarray] = None
 
     def __len__(self) -> int:
         return int(self.y.shape[0])

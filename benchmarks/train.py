@@ -78,7 +78,8 @@ class Trainer:
                  device: torch.device, progress: bool = False) -> None:
         self.spec, self.run_dir, self.device, self.progress = spec, Path(run_dir), device, progress
         train, test, val, self.info = load_run_data(spec["dataset"], data_root, download,
-                                                    spec["subset"], spec["validation"])
+                                                    spec["subset"], spec["validation"],
+                                                    spec["label_noise"])
         b = spec["batch_size"]
         if b > self.info.n_train:
             raise UserError(f"batch_size: {b} is larger than the training set of "
@@ -94,6 +95,14 @@ class Trainer:
                                flip=None if flip == "auto" else bool(flip),
                                channels_last=spec["channels_last"], val=val)
         self.val_row: dict[str, float] = {}  # val_loss/val_acc of the last evaluate()
+        # Label noise (benchmarks/noise.py): a device mask of the training examples whose
+        # label is wrong. The trainer counts how many of the examples each epoch trained
+        # on were noisy (epochs.csv ``noisy_frac``), so no sampler needs to know of noise;
+        # counted on the device, read once per epoch with the epoch's losses.
+        self._noisy = (None if train.clean_y is None else
+                       torch.as_tensor(train.y != train.clean_y, device=device))
+        self._noisy_seen = torch.zeros((), dtype=torch.int64, device=device)
+        self._seen = 0
         self.steps_per_epoch, self.total_steps = planned_steps(self.info.n_train, b, spec)
 
         with torch.random.fork_rng(devices=[]):  # init from our own seed, global RNG untouched
@@ -277,6 +286,9 @@ class Trainer:
         if self.sampler.wants_logits:
             self.sampler.observe_logits(batch.idx, logits.detach().float())
         n = int(batch.idx.shape[0])  # a host-known shape: no sync
+        if self._noisy is not None:
+            self._noisy_seen += self._noisy[batch.idx].sum()
+        self._seen += n
         c.iteration += 1
         c.backprops += n
         c.forwards += n
@@ -289,6 +301,8 @@ class Trainer:
         self.augment_gen.manual_seed(derive_seed(seed, epoch, "augment"))
         self.diag_gen.manual_seed(derive_seed(seed, epoch, "diagnostics"))
         self._diag_timer.reset()
+        self._noisy_seen.zero_()
+        self._seen = 0
         self.net.train()
         self.sampler.start_epoch(epoch, self.ctx)
 
@@ -330,8 +344,11 @@ class Trainer:
             if bad is None and not math.isfinite(value):
                 bad = i
                 break
+        extra = {}
+        if self._noisy is not None:  # examples trained on (with repeats) whose label is wrong
+            extra["noisy_frac"] = int(self._noisy_seen.item()) / max(1, self._seen)
         stats = {"train_seconds": train_seconds, "diag_seconds": diag_seconds, "bad": bad,
-                 "steps": steps,
+                 "steps": steps, "extra": extra,
                  "train_loss": math.fsum(losses_host) / len(losses_host) if bad is None else math.nan}
         return rows, stats
 
@@ -373,13 +390,14 @@ class Trainer:
         return self.files.epoch_rows
 
     def _epoch_row(self, epoch: int, train_loss: float, test: tuple[float, float, float],
-                   train_seconds: float, diag_seconds: float = 0.0) -> dict[str, Any]:
+                   train_seconds: float, diag_seconds: float = 0.0,
+                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
         c = self.counters
         row = {"epoch": epoch, "iteration": c.iteration, "train_loss": train_loss,
                "test_loss": test[0], "test_acc": test[1], "backprops": c.backprops + self.ctx.backprops,
                "forwards": c.forwards + self.ctx.forwards, "train_seconds": train_seconds,
                "eval_seconds": test[2], "diag_forwards": self.ctx.diag_forwards,
-               "diag_seconds": diag_seconds, **self.val_row}
+               "diag_seconds": diag_seconds, **self.val_row, **(extra or {})}
         if epoch > 0:
             row.update(self.sampler.epoch_metrics())
         return row
@@ -443,7 +461,8 @@ class Trainer:
             test = self.evaluate()
             files.append_iterations(rows)
             files.add_epoch(self._epoch_row(epoch, stats["train_loss"], test,
-                                            stats["train_seconds"], stats["diag_seconds"]))
+                                            stats["train_seconds"], stats["diag_seconds"],
+                                            stats["extra"]))
             self.save_checkpoint(epoch)
             if on_epoch:
                 on_epoch(epoch, self.epoch_rows[-1])

@@ -93,6 +93,19 @@ def test_amp_bf16_and_adam_steps_never_sync(tmp_path: Path):
         assert_no_sync(rec.recorder, None, f"adam+bf16 step {i}")
 
 
+def test_noisy_label_counting_never_syncs_a_step(tmp_path: Path):
+    """label_noise: the trainer's noisy-fraction count stays on the device during steps."""
+    trainer = _trainer(tmp_path, {"name": "loss_oracle", "bank_size": 2 * BATCH},
+                       label_noise={"kind": "symmetric", "rate": 0.3})
+    assert trainer._noisy is not None and bool(trainer._noisy.any())
+    rec = record_call(trainer, lambda: trainer.begin_epoch(1))
+    assert_no_sync(rec.recorder, None, "begin_epoch(1) with label noise")
+    for i in range(3):
+        rec = record_call(trainer, lambda: trainer.train_step(0.05))
+        assert_no_sync(rec.recorder, None, f"label-noise step {i}")
+    assert 0 < int(trainer._noisy_seen) <= 3 * BATCH
+
+
 def test_harness_catches_an_item_inserted_into_a_step(tmp_path: Path, monkeypatch):
     trainer = _trainer(tmp_path, {"name": "uniform"})
     trainer.begin_epoch(1)
