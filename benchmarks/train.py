@@ -23,17 +23,18 @@ from typing import Any, Callable, Optional
 import torch
 import torch.nn.functional as F
 
-import models
 import samplers
 from samplers.impon import weight_frobenius_norm
 
-from . import faults, io, provenance
+from . import faults, io, network
+from .aux_model import train_aux_model
 from .config import RunSpec
 from .data import DeviceData, load_run_data
 from .errors import UserError
 from .optim import build_optimizer, lr_at
 from .run_files import CHECKPOINT, EPOCH_COLUMNS, ITER_COLUMNS, RunFiles  # noqa: F401 (re-exported)
 from .run_files import RunFolderError, restart_hint
+from .run_record import record_setup_failure, run_record
 from .sinks import Sinks
 
 
@@ -105,29 +106,21 @@ class Trainer:
         self._seen = 0
         self.steps_per_epoch, self.total_steps = planned_steps(self.info.n_train, b, spec)
 
-        with torch.random.fork_rng(devices=[]):  # init from our own seed, global RNG untouched
-            torch.manual_seed(derive_seed(spec["seed"], 0, "init"))
-            net = models.build(spec["model"]["name"], self.info.num_classes,
-                               **{k: v for k, v in spec["model"].items() if k != "name"})
-        net = net.to(device)
-        # The speed knobs apply on every device (CPU: oneDNN channels_last kernels, CPU
-        # autocast, inductor's C++ backend), so the CPU tests run the code a GPU runs.
-        if spec["channels_last"]:
-            net = net.to(memory_format=torch.channels_last)
-        self.net = net
-        self.model = torch.compile(net) if spec["compile"] else net
+        # init from our own seed (global RNG untouched); speed knobs: benchmarks/network.py
+        self.net, self.model = network.build(spec, self.info.num_classes, device,
+                                             derive_seed(spec["seed"], 0, "init"))
+        net = self.net
         self.amp = spec["amp"] == "bf16"
         self.optimizer = build_optimizer(net.parameters(), spec["optimizer"])
         sampler_cfg = dict(spec["sampler"])
         self.sampler = samplers.build(sampler_cfg.pop("name"), **sampler_cfg)
+        self._scorers()
         self.sampler_gen = torch.Generator(device=device)
         self.augment_gen = torch.Generator(device=device)
         # Diagnostics (IMPON's rho/precision) draw their views from their own stream and
         # are timed apart, so turning them on changes neither training nor its cost.
         self.diag_gen = torch.Generator(device=device)
         self._diag_timer = _SpanTimer(device)
-        self._bn_buffers = [b for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
-                            for b in (m.running_mean, m.running_var, m.num_batches_tracked) if b is not None]
         self.ctx = samplers.StepContext(
             n_train=self.info.n_train, batch_size=b, device=device, generator=self.sampler_gen,
             labels=self.data.y_train, num_classes=self.info.num_classes,
@@ -152,100 +145,31 @@ class Trainer:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def _score(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """No-grad per-example losses in training mode (batch statistics, as the training
-        forward would see them) with BatchNorm running statistics restored afterwards, so
-        scoring (Selective Backprop's train variant, the oracle, IMPON diagnostics) never
-        changes the model. Large banks are scored in chunks of ``eval_batch_size``."""
-        return F.cross_entropy(self._forward(inputs, "train"), labels, reduction="none")
+    def _scorers(self) -> None:
+        """The scoring backends samplers call (``StepContext.score_fn`` and kin): no-grad
+        forwards through ``samplers.score_fn``/``logits_fn`` -- the one implementation of
+        the score modes, the same a user's own loop gets -- in the run's precision
+        (autocast) and in chunks of ``eval_batch_size``.
 
-    def _score_update(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Like :meth:`_score`, but the forward's BatchNorm running-statistics update is
-        kept: a plain no-grad train-mode forward (RHO-LOSS's reference selection)."""
-        return F.cross_entropy(self._forward(inputs, "train_update"), labels, reduction="none")
-
-    def _score_eval(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """No-grad per-example losses in eval mode: BatchNorm normalises with its running
-        statistics and does not update them (Selective Backprop's reference scoring,
-        ``net.eval()`` in ``lib/forwardproppers.py`` of the authors' code)."""
-        return F.cross_entropy(self._forward(inputs, "eval"), labels, reduction="none")
-
-    def _score_logits(self, inputs: torch.Tensor) -> torch.Tensor:
-        """The logits behind :meth:`_score` (same train-mode forward, BN statistics restored)."""
-        return self._forward(inputs, "train")
-
-    def _score_logits_eval(self, inputs: torch.Tensor) -> torch.Tensor:
-        """The logits behind :meth:`_score_eval` (upper-bound IS's reference scoring)."""
-        return self._forward(inputs, "eval")
-
-    def _forward(self, inputs: torch.Tensor, mode: str) -> torch.Tensor:
-        """No-grad float logits of ``inputs`` in chunks of ``eval_batch_size``.
-
-        ``mode`` is one of ``samplers.SCORE_MODES``: ``train`` restores every BatchNorm
-        running mean/var/count afterwards (device copies, no sync), ``train_update`` keeps
-        the forward's update, ``eval`` uses the running statistics and puts the model back
-        in training mode afterwards (scoring only ever happens mid-epoch).
+        ``train`` (Selective Backprop's train variant, the oracle, IMPON diagnostics):
+        batch statistics as the training forward would see them, BatchNorm running
+        statistics restored afterwards, so scoring never changes the model.
+        ``train_update``: the same forward keeping its BatchNorm update (RHO-LOSS's
+        reference selection). ``eval``: running statistics, no update (Selective
+        Backprop's reference scoring, ``net.eval()`` in ``lib/forwardproppers.py`` of the
+        authors' code; upper-bound IS's presample).
         """
-        chunk = self.spec["eval_batch_size"]
-        saved = [buf.clone() for buf in self._bn_buffers] if mode == "train" else []
-        if mode == "eval":
-            self.net.eval()
-        try:
-            with torch.no_grad(), self._autocast():
-                logits = torch.cat([self.model(inputs[i:i + chunk]).float()
-                                    for i in range(0, inputs.shape[0], chunk)])
-        finally:
-            self.net.train()
-            for buf, old in zip(self._bn_buffers, saved):
-                buf.copy_(old)
-        return logits
+        chunk, amp = self.spec["eval_batch_size"], self._autocast
+        self._score = samplers.score_fn(self.model, "train", chunk, autocast=amp)
+        self._score_update = samplers.score_fn(self.model, "train_update", chunk, autocast=amp)
+        self._score_eval = samplers.score_fn(self.model, "eval", chunk, autocast=amp)
+        self._score_logits = samplers.logits_fn(self.model, "train", chunk, autocast=amp)
+        self._score_logits_eval = samplers.logits_fn(self.model, "eval", chunk, autocast=amp)
 
-    def _train_aux_model(self, train_idx: torch.Tensor, score_idx: torch.Tensor, *, epochs: int,
-                         batch_size: int, lr: float, weight_decay: float,
-                         generator: torch.Generator) -> torch.Tensor:
-        """Backend of ``StepContext.train_aux_model`` (RHO-LOSS's irreducible-loss model).
-
-        A fresh model of this run's architecture and width, initialised, shuffled and
-        augmented from seeds drawn from ``generator`` (the sampler's stream, so the run
-        stays deterministic and the training streams are untouched), trained with AdamW
-        in train mode, then evaluated in eval mode on the un-augmented ``score_idx``.
-        Reads two seeds back to the host: once per run, not per step.
-        """
-        seeds = torch.randint(0, 2**62, (2,), generator=generator, device=generator.device).tolist()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seeds[0])
-            aux = models.build(self.spec["model"]["name"], self.info.num_classes,
-                               **{k: v for k, v in self.spec["model"].items() if k != "name"})
-        aux = aux.to(self.device)
-        if self.cuda and self.spec["channels_last"]:
-            aux = aux.to(memory_format=torch.channels_last)
-        opt = torch.optim.AdamW(aux.parameters(), lr=lr, weight_decay=weight_decay)
-        gen = torch.Generator(device=self.device)
-        gen.manual_seed(seeds[1])
-        aux.train()
-        n = int(train_idx.shape[0])
-        for _ in range(epochs):
-            order = train_idx[torch.randperm(n, generator=gen, device=self.device)]
-            for s in range(0, n, batch_size):
-                idx = order[s:s + batch_size]
-                with self._autocast():
-                    out = aux(self.data.augment(idx, gen))
-                loss = F.cross_entropy(out.float(), self.data.y_train[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-        aux.eval()
-        chunk = self.spec["eval_batch_size"]
-        out_losses = []
-        with torch.no_grad(), self._autocast():
-            for s in range(0, int(score_idx.shape[0]), chunk):
-                idx = score_idx[s:s + chunk]
-                x = self.data.plain(idx)
-                out_losses.append(F.cross_entropy(aux(x).float(), self.data.y_train[idx],
-                                                  reduction="none"))
-        if not out_losses:
-            return torch.zeros(0, device=self.device)
-        return torch.cat(out_losses)
+    def _train_aux_model(self, train_idx: torch.Tensor, score_idx: torch.Tensor, **kw: Any) -> torch.Tensor:
+        """Backend of ``StepContext.train_aux_model`` (benchmarks/aux_model.py)."""
+        return train_aux_model(self.spec, self.data, self.info.num_classes, self.device,
+                               self._autocast, train_idx, score_idx, **kw)
 
     def _score_diagnostic(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         with self._diag_timer:
@@ -548,43 +472,6 @@ class _SpanTimer:
         return self._host + sum(s.elapsed_time(e) for s, e in self._events) / 1000.0
 
 
-def _run_json(spec: RunSpec, status: str, error: str | None, info: Any, device: torch.device,
-              started: str, seconds: float | None) -> dict[str, Any]:
-    return {
-        "run_id": spec.run_id, "status": status, "error": error, "spec": spec.to_dict(),
-        "dataset": info.to_dict() if info is not None else {"name": spec["dataset"]},
-        "versions": provenance.versions(), "device": provenance.device_name(device),
-        "git": provenance.git_state(), "host": provenance.host(), "started": started,
-        "ended": None if status == "running" else dt.datetime.now(dt.timezone.utc).isoformat(),
-        "seconds": seconds,
-    }
-
-
-def _record_setup_failure(spec: RunSpec, run_dir: Path, dev: torch.device, e: Exception) -> None:
-    """Write run.json ``failed`` (with the error) for a run whose setup failed (data, sampler,
-    model), so the failure is visible in the run folder and listed by the plots' report
-    instead of the arm silently missing. A run that already trained keeps its files (its
-    checkpoint is untouched; only the status changes, and failed runs resume)."""
-    error = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        path = run_dir / "run.json"
-        before: Any = {}
-        if path.exists():  # keep the provenance (data fingerprint, start) of rows so far
-            try:
-                before = io.read_json(path)
-            except ValueError:
-                before = {}
-        before = before if isinstance(before, dict) else {}
-        record = _run_json(spec, "failed", f"setup failed: {error}", None, dev,
-                           before.get("started") or dt.datetime.now(dt.timezone.utc).isoformat(), None)
-        if isinstance(before.get("dataset"), dict):
-            record["dataset"] = before["dataset"]
-        io.write_json(path, record)
-    except OSError:
-        pass  # an unwritable results folder was already refused by check_writable
-
-
 def train_one(spec: RunSpec, run_dir: Path, *, data_root: Path, download: bool = True,
               device: str | torch.device = "auto", progress: bool = False,
               on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
@@ -606,7 +493,7 @@ def train_one(spec: RunSpec, run_dir: Path, *, data_root: Path, download: bool =
         trainer = Trainer(spec, run_dir, data_root=Path(data_root), download=download, device=dev,
                           progress=progress)
     except Exception as e:
-        _record_setup_failure(spec, run_dir, dev, e)
+        record_setup_failure(spec, run_dir, dev, e)
         raise
     run_dir.mkdir(parents=True, exist_ok=True)
     io.write_yaml(run_dir / "config.yaml", spec.to_dict())
@@ -625,10 +512,10 @@ def train_one(spec: RunSpec, run_dir: Path, *, data_root: Path, download: bool =
     try:  # before run.json is rewritten, so the provenance of the rows so far survives
         trainer.files.resume_state(dev, recorded.get("fingerprint"))
     except RunFolderError as e:
-        failed = _run_json(spec, "failed", str(e), trainer.info, dev, started, 0.0)
+        failed = run_record(spec, "failed", str(e), trainer.info, dev, started, 0.0)
         io.write_json(previous, {**failed, "dataset": recorded or failed["dataset"]})
         raise
-    io.write_json(previous, _run_json(spec, "running", None, trainer.info, dev, started, None))
+    io.write_json(previous, run_record(spec, "running", None, trainer.info, dev, started, None))
     # --log sinks (benchmarks/sinks.py): fed from the checkpointed rows after each epoch
     sinks = Sinks(log, spec, run_dir, lambda: trainer.epoch_rows, trainer.files.iter_path, started)
     try:
@@ -637,9 +524,9 @@ def train_one(spec: RunSpec, run_dir: Path, *, data_root: Path, download: bool =
     except BaseException as e:  # record, then let the caller decide (the matrix goes on)
         sinks.abort()
         status = "failed"
-        io.write_json(previous, _run_json(spec, status, f"{type(e).__name__}: {e}", trainer.info,
+        io.write_json(previous, run_record(spec, status, f"{type(e).__name__}: {e}", trainer.info,
                                           dev, started, time.perf_counter() - t0))
         raise
-    io.write_json(previous, _run_json(spec, result.status, result.error, trainer.info, dev,
+    io.write_json(previous, run_record(spec, result.status, result.error, trainer.info, dev,
                                       started, time.perf_counter() - t0))
     return result

@@ -17,7 +17,7 @@ import pkgutil
 
 from .base import FEATURE_KINDS, SCORE_MODES, Batch, Cost, HostSyncs, Sampler, StepContext
 from .registry import SamplerConfigError, available, build, check_params, get, params, register
-from .scoring import model_device, score_fn
+from .scoring import logits_fn, model_device, score_fn
 from .dataloader import SamplerBatches, WithIndex, batch_sampler
 
 # Every module of this package is imported, so a method's ``@register`` runs without an
@@ -28,4 +28,4 @@ for _module in pkgutil.iter_modules(__path__):
 
 __all__ = ["Batch", "Sampler", "StepContext", "Cost", "HostSyncs", "FEATURE_KINDS", "SCORE_MODES",
            "SamplerConfigError", "available", "build", "check_params", "get", "params",
-           "register", "model_device", "score_fn", "SamplerBatches", "WithIndex", "batch_sampler"]
+           "register", "logits_fn", "model_device", "score_fn", "SamplerBatches", "WithIndex", "batch_sampler"]

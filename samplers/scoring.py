@@ -7,18 +7,18 @@ of those forwards also updates every BatchNorm layer's running mean and variance
 statistics the model is later evaluated with drift with the number of *scoring* forwards
 (Selective Backprop at beta 3 scores about four examples per one it trains on), and
 gradients are tracked for nothing. The suite's own trainer avoids both
-(``benchmarks/train.py``, ``Trainer._score``); :func:`score_fn` gives a user's own loop the
-same behaviour.
+by scoring through :func:`score_fn` too, which gives a user's own loop the same behaviour.
 """
 from __future__ import annotations
 
-from typing import Callable
+import contextlib
+from typing import Callable, ContextManager
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["model_device", "score_fn"]
+__all__ = ["logits_fn", "model_device", "score_fn"]
 
 from .base import SCORE_MODES
 
@@ -37,44 +37,66 @@ def _bn_buffers(model: nn.Module) -> list[Tensor]:
             for b in (m.running_mean, m.running_var, m.num_batches_tracked) if b is not None]
 
 
-def score_fn(model: nn.Module, mode: str = "train", chunk_size: int | None = None,
-             loss: Callable[..., Tensor] = F.cross_entropy) -> Callable[[Tensor, Tensor], Tensor]:
-    """A ``StepContext.score_fn``: ``(inputs, labels) -> per-example losses`` under ``model``.
+def logits_fn(model: nn.Module, mode: str = "train", chunk_size: int | None = None,
+              autocast: Callable[[], ContextManager] | None = None) -> Callable[[Tensor], Tensor]:
+    """The forward behind :func:`score_fn`: ``inputs -> float logits`` under ``model``,
+    with the same guarantees (no gradient, ``mode``'s BatchNorm rule, train/eval state
+    unchanged afterwards, chunks of ``chunk_size``, no host synchronisation).
 
-    - No gradient is tracked, and the model's train/eval state is the same afterwards.
-    - ``mode="train"`` (default, what the suite's trainer does): the forward uses batch
-      statistics, as the training forward that follows will see the examples, and every
-      BatchNorm running mean/var/count is restored afterwards, so scoring never changes
-      the model. ``mode="eval"``: the forward uses the running statistics (scores as the
-      model would be evaluated; nothing to restore).
-    - Inputs and labels are moved to the model's device (a no-op when already there), so
-      the same code runs on CPU or GPU.
-    - ``chunk_size`` bounds memory when large banks are scored (None: one forward).
-    - ``loss`` is called as ``loss(logits, labels, reduction="none")``.
-
-    No host synchronisation: buffers are saved and restored with device copies.
+    ``autocast`` (a zero-argument factory of a context manager, e.g. ``lambda:
+    torch.autocast("cuda", dtype=torch.bfloat16)``) wraps the forward, so scoring runs in
+    the precision the training forward runs in; the logits are returned as float32.
     """
     if mode not in SCORE_MODES:
         raise ValueError(f"score_fn: mode must be one of {', '.join(SCORE_MODES)}, got {mode!r}")
     if chunk_size is not None and chunk_size < 1:
         raise ValueError(f"score_fn: chunk_size must be >= 1 or None, got {chunk_size}")
     buffers = _bn_buffers(model)
+    context = autocast or contextlib.nullcontext
 
-    def score(inputs: Tensor, labels: Tensor) -> Tensor:
-        device = model_device(model)
-        inputs, labels = inputs.to(device), labels.to(device)
+    def forward(inputs: Tensor) -> Tensor:
+        inputs = inputs.to(model_device(model))
         was_training = model.training
         saved = [b.clone() for b in buffers] if mode == "train" else []
         step = chunk_size or max(1, int(inputs.shape[0]))
         try:
             model.train(mode != "eval")
-            with torch.no_grad():
-                logits = torch.cat([model(inputs[i:i + step]).float()
-                                    for i in range(0, int(inputs.shape[0]), step)])
+            with torch.no_grad(), context():
+                return torch.cat([model(inputs[i:i + step]).float()
+                                  for i in range(0, int(inputs.shape[0]), step)])
         finally:
             model.train(was_training)
             for b, old in zip(buffers, saved):
                 b.copy_(old)
-        return loss(logits, labels, reduction="none")
+
+    return forward
+
+
+def score_fn(model: nn.Module, mode: str = "train", chunk_size: int | None = None,
+             loss: Callable[..., Tensor] = F.cross_entropy,
+             autocast: Callable[[], ContextManager] | None = None) -> Callable[[Tensor, Tensor], Tensor]:
+    """A ``StepContext.score_fn``: ``(inputs, labels) -> per-example losses`` under ``model``.
+
+    - No gradient is tracked, and the model's train/eval state is the same afterwards.
+    - ``mode="train"`` (default, what the suite's trainer does): the forward uses batch
+      statistics, as the training forward that follows will see the examples, and every
+      BatchNorm running mean/var/count is restored afterwards, so scoring never changes
+      the model. ``mode="train_update"``: the same forward, keeping its BatchNorm update
+      (RHO-LOSS's reference selection). ``mode="eval"``: the forward uses the running
+      statistics (scores as the model would be evaluated; nothing to restore).
+    - Inputs and labels are moved to the model's device (a no-op when already there), so
+      the same code runs on CPU or GPU.
+    - ``chunk_size`` bounds memory when large banks are scored (None: one forward).
+    - ``loss`` is called as ``loss(logits, labels, reduction="none")``.
+    - ``autocast``: see :func:`logits_fn`.
+
+    No host synchronisation: buffers are saved and restored with device copies. The
+    suite's trainer scores through this function too (``benchmarks/train.py``).
+    """
+    logits = logits_fn(model, mode, chunk_size, autocast)
+
+    def score(inputs: Tensor, labels: Tensor) -> Tensor:
+        out = logits(inputs)
+        return loss(out, labels.to(out.device), reduction="none")
 
     return score
