@@ -65,9 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SLURM warns a job this long before its time limit; it then requeues itself "
                         "(default 90, at most half of --time)")
     s.add_argument("--slurm-cluster", default=None, help=argparse.SUPPRESS)  # "local" in tests
-    p = sub.add_parser("prepare", help="build a prepared dataset: cifar10-5k, or smoke-data")
-    p.add_argument("name", help="cifar10-5k (from the official CIFAR-10), or smoke-data (the synthetic "
-                   "smoke datasets, no download)")
+    p = sub.add_parser("prepare", help="build a prepared dataset: cifar10-5k, tinyimagenet, imagenet32, "
+                       "imagenet64, or smoke-data")
+    p.add_argument("name", help="cifar10-5k (from the official CIFAR-10), tinyimagenet / imagenet32 / "
+                   "imagenet64 (convert the official files you put under DATA_ROOT/NAME/; resumable), "
+                   "or smoke-data (the synthetic smoke datasets, no download)")
     p.add_argument("--data-root", default=os.environ.get("DATA_ROOT", "data"))
     p.add_argument("--no-download", dest="download", action="store_false", default=True)
     p.add_argument("--force", action="store_true", help="rebuild even if present")

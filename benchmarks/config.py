@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+import models
 import samplers
 
 from . import noise
@@ -57,9 +58,28 @@ AUGMENT: dict[str, tuple[Any, Any]] = {
     "flip": ((bool, str), "auto"),  # auto = the catalogue's rule (no flip for svhn digits)
 }
 
-MODELS: dict[str, dict[str, tuple[Any, Any]]] = {
-    "resnet18": {"width": (float, 1.0)},
-}
+
+class _ModelSchemas(dict):
+    """The model schemas by name, where every ``timm:<name>`` has the schema of the key
+    ``timm:<name>`` (none: a timm model takes no parameters here). Whether timm is
+    installed and has that model is checked with the other ranges (``models.problems``)."""
+
+    def __contains__(self, name: object) -> bool:
+        return models.is_timm(name) or super().__contains__(name)
+
+    def __getitem__(self, name: str) -> dict[str, tuple[Any, Any]]:
+        return super().__getitem__(f"{models.TIMM_PREFIX}<name>" if models.is_timm(name) else name)
+
+
+#: ``width`` scales every model's channels (1 = the published model), so one
+#: ``--set model.width=0.0625`` makes any of them tiny; ``stem`` cifar|imagenet (3x3 stride 1,
+#: or 7x7 stride 2 + max-pool for 64-pixel inputs); ``depth`` of WRN-d-10 is 6n+4.
+MODELS: dict[str, dict[str, tuple[Any, Any]]] = _ModelSchemas({
+    "resnet18": {"width": (float, 1.0), "stem": (str, "cifar")},
+    "resnet50": {"width": (float, 1.0), "stem": (str, "cifar")},
+    "wrn28_10": {"width": (float, 1.0), "depth": (int, 28)},
+    f"{models.TIMM_PREFIX}<name>": {},
+})
 
 OPTIMIZERS: dict[str, dict[str, tuple[Any, Any]]] = {
     "sgd": {"lr": (float, 0.1), "momentum": (float, 0.9), "nesterov": (bool, False),
@@ -307,6 +327,8 @@ def _range_problems(out: Mapping[str, Any], p: Any, problems: list[str]) -> None
     width = out["model"].get("width")
     need("model.width", width, _is_num(width) and math.isfinite(width) and width > 0,
          "a finite number > 0")
+    if out["model"].get("name") in MODELS:  # the model's own rules (stem, depth, timm)
+        problems += [f"{p('model')}.{why}" for why in models.problems(out["model"]["name"], out["model"])]
     opt = out["optimizer"]
     fin = (lambda x: _is_num(x) and math.isfinite(x))
     need("optimizer.lr", opt.get("lr"), fin(opt.get("lr")) and opt["lr"] > 0, "a finite number > 0")
@@ -409,6 +431,7 @@ HASH_STABLE_DEFAULTS: dict[str, Any] = {
     "sampler.score_mode": "train",  # Selective Backprop's train-mode scoring, as before
     "sampler.draw": "with_replacement",  # unif_sgd: a fresh subset per epoch, as before
     "label_noise": None,            # the dataset's own (clean) training labels
+    "model.stem": "cifar",          # ResNets' 3x3 stride-1 stem, the only one before the key
 }
 
 

@@ -113,7 +113,10 @@ def load_splits(
     Built-ins (:data:`benchmarks.catalogue.BUILTINS`) read ``data_root/<name>/{train,test}.npz``
     when present (``source="npz-cache"``), else load their official files through
     torchvision (downloading into ``data_root/<name>`` if ``download``) and write that
-    cache. Any other name is a prepared dataset ``data_root/<name>/{train,test}.npz``.
+    cache; the built-ins torchvision does not read (Tiny-ImageNet, downsampled ImageNet)
+    have only that cache, written once by ``python -m benchmarks prepare NAME``
+    (:mod:`benchmarks.convert`). Any other name is a prepared dataset
+    ``data_root/<name>/{train,test}.npz``.
     ``subset`` (``{"train": N, "test": M, "seed": s}``, each optional) takes a seeded
     class-stratified subset *after* the normalisation statistics were computed on the full
     training split.
@@ -132,6 +135,9 @@ def load_splits(
         if cache[0].is_file() and cache[1].is_file():
             train, test = (_read_npz(p, name) for p in cache)
             source = "npz-cache"
+        elif builtin.converted:  # no torchvision class: `prepare NAME` converts the files once
+            from .convert import not_converted_message
+            raise UserError(not_converted_message(builtin, root))
         else:
             train, test = _load_torchvision(builtin, root, download)
             source = "torchvision"

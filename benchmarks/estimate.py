@@ -1,8 +1,9 @@
 """Cost estimates for ``--dry-run`` and the CPU guard, from throughput measured here.
 
-A few real ResNet training steps are timed on the current device at each (width, batch)
-of the matrix, with a fixed CPU thread count; a run's cost is its optimizer steps times
-the median step time, times the sampler's extra forwards (a no-grad forward costs about a
+A few real training steps of the run's model (at its width, batch size and image size:
+a 64x64 dataset costs more per step than a 32x32 one) are timed on the current device,
+with a fixed CPU thread count; a run's cost is its optimizer steps times the median step
+time, times the sampler's extra forwards (a no-grad forward costs about a
 third of a training step), plus evaluation. The interquartile range of the timed steps
 gives the range quoted with the estimate. Good to within tens of percent, which is what a
 go/no-go needs; on a busy machine the range says how much less.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -116,14 +118,46 @@ def estimate_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def image_size(name: str, data_root: str | Path) -> int:
+    """Height (= width) of a dataset's images without loading them: the catalogue's for a
+    built-in, else the shape in ``train.npz``'s header; 32 when unknown (not written yet).
+
+    Why it matters: a step's FLOPs grow with the pixels, so a 64x64 dataset timed at 32x32
+    would be estimated at a quarter of its cost (with the CIFAR stem)."""
+    if name in BUILTINS:
+        return BUILTINS[name].image_size
+    try:
+        with zipfile.ZipFile(Path(data_root) / name / "train.npz") as z, z.open("x.npy") as f:
+            fmt = np.lib.format
+            version = fmt.read_magic(f)
+            read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            shape = read(f)[0]
+        return int(shape[1])
+    except (OSError, KeyError, ValueError, IndexError, zipfile.BadZipFile):
+        return 32
+
+
+def model_key(model: dict[str, Any]) -> tuple[str, tuple[tuple[str, Any], ...]]:
+    """``(name, other params)`` of a RunSpec's model section, hashable for the timing cache
+    (``width`` is :func:`step_time`'s own argument)."""
+    return model["name"], tuple(sorted((k, v) for k, v in model.items() if k not in ("name", "width")))
+
+
 @lru_cache(maxsize=None)
-def step_time(device: str, width: float, batch_size: int, num_classes: int, amp: bool,
-              channels_last: bool) -> StepTime:
-    """One ResNet-18 training step (synthetic data) on ``device``, timed by :func:`time_steps`
-    with a fixed CPU thread count (:func:`estimate_threads`)."""
+def step_time(device: str, width: float | None, batch_size: int, num_classes: int, amp: bool,
+              channels_last: bool, image_size: int = 32,
+              model: tuple[str, tuple[tuple[str, Any], ...]] = ("resnet18", ())) -> StepTime:
+    """One training step of ``model`` (:func:`model_key`; ResNet-18 by default) at ``width``
+    (None: a model without one, e.g. timm's) on random ``image_size`` images on ``device``,
+    timed by :func:`time_steps` with a fixed CPU thread count (:func:`estimate_threads`)."""
     dev = torch.device(device)
-    net = models.build("resnet18", num_classes, width=width).to(dev)
-    x = torch.randn(batch_size, 3, 32, 32, device=dev)
+    name, params = model
+    kw = dict(params) if width is None else {**dict(params), "width": width}
+    try:
+        net = models.build(name, num_classes, **kw).to(dev)
+    except (ValueError, ImportError) as e:  # the schema check refuses these first
+        raise UserError(f"model {name}: cannot build it to time a step ({e})") from e
+    x = torch.randn(batch_size, 3, image_size, image_size, device=dev)
     if channels_last and dev.type == "cuda":
         net, x = net.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
     y = torch.randint(0, num_classes, (batch_size,), device=dev)
@@ -186,8 +220,10 @@ def run_time(spec: RunSpec, device: str, data_root: str | Path) -> StepTime | No
     n_train, n_test, k = sizes
     n_val = spec.get("validation") or 0
     cuda = device.startswith("cuda")
-    t = step_time(device, float(spec["model"]["width"]), spec["batch_size"], k,
-                  cuda and spec["amp"] == "bf16", cuda and spec["channels_last"])
+    width = spec["model"].get("width")
+    t = step_time(device, None if width is None else float(width), spec["batch_size"], k,
+                  cuda and spec["amp"] == "bf16", cuda and spec["channels_last"],
+                  image_size(spec["dataset"], data_root), model_key(spec["model"]))
     # as train.planned_steps, on the training set left after the validation split
     n_fit = n_train - n_val
     steps = int(n_fit * spec["budget"] / spec["batch_size"]) * spec["epochs"]

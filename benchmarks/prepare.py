@@ -1,5 +1,8 @@
 """Build prepared datasets from the official ones: ``python -m benchmarks prepare cifar10-5k``.
 
+``prepare tinyimagenet|imagenet32|imagenet64`` converts the built-ins torchvision does not
+read into their cache, once and resumably (:mod:`benchmarks.convert`).
+
 ``cifar10-5k`` is the real CIFAR-10 subset that ``cpu_mini`` trains on: the first 1102
 images of ``data_batch_1``, the first 1017 of ``data_batch_2..5`` (5,170 train) and the
 first 1017 of ``test_batch``, with their official labels. Defining it by file prefixes
@@ -51,10 +54,22 @@ def prepare_smoke_data(data_root: str | Path, force: bool = False) -> list[Path]
     return out
 
 
+def converted_builtins() -> list[str]:
+    """The built-ins that ``prepare NAME`` converts (benchmarks/catalogue.py)."""
+    from .catalogue import BUILTINS
+
+    return [n for n, d in BUILTINS.items() if d.converted]
+
+
 def prepare(name: str, data_root: str | Path, download: bool = True, force: bool = False) -> Path:
     """Write ``data_root/<name>/{train,test}.npz``; returns the folder (kept if present)."""
+    if name in converted_builtins():
+        from .convert import convert
+
+        return convert(name, data_root, force)
     if name not in RECIPES:
-        raise UserError(f"prepare {name!r}: unknown; can prepare {', '.join([*RECIPES, SMOKE_DATA])}")
+        raise UserError(f"prepare {name!r}: unknown; can prepare "
+                        f"{', '.join([*RECIPES, *converted_builtins(), SMOKE_DATA])}")
     folder = Path(data_root) / name
     if not force and (folder / "train.npz").is_file() and (folder / "test.npz").is_file():
         return folder

@@ -7,8 +7,8 @@ class first (so small splits still hold each class), written in the *real* on-di
 formats -- the suite's prepared ``{train,test}.npz`` and, for tests of the torchvision
 path, the official CIFAR-10/CIFAR-100 pickle batches and SVHN ``.mat`` files.
 
-The smoke datasets (:data:`SMOKE_DATASETS`: ``synthetic-<name>`` for every built-in of
-:mod:`benchmarks.catalogue`, e.g. ``synthetic-svhn``) are prepared datasets with the image
+The smoke datasets (:data:`SMOKE_DATASETS`: ``synthetic-<name>`` for the built-ins of
+:mod:`benchmarks.catalogue` with a smoke seed, e.g. ``synthetic-svhn``) are prepared datasets with the image
 shape and class count of their namesakes. Their names say what they are everywhere a
 result is shown (run ids, figure titles, report tables): random pixels, so a smoke run
 checks the pipeline, and its accuracies mean nothing. :func:`benchmarks.data.load_splits`
@@ -33,11 +33,12 @@ from .splits import Split, write_npz_atomic
 #: Train and test sizes of every smoke dataset (smoke.yaml subsets them to 512 / 256, so
 #: the stratified-subset path is exercised too).
 SMOKE_SIZES = (600, 300)
-#: name -> (classes, train size, test size) of the smoke datasets, one per built-in.
+#: name -> (classes, train size, test size) of the smoke datasets, one per built-in that
+#: has a smoke seed (not the ImageNets: 600 images cannot hold 1000 classes).
 SMOKE_DATASETS: dict[str, tuple[int, int, int]] = {
-    d.smoke_name: (d.classes, *SMOKE_SIZES) for d in BUILTINS.values()}
+    d.smoke_name: (d.classes, *SMOKE_SIZES) for d in BUILTINS.values() if d.smoke_seed is not None}
 #: seed of each smoke dataset's images (fixed: every machine writes the same files).
-_SMOKE_SEEDS = {d.smoke_name: d.smoke_seed for d in BUILTINS.values()}
+_SMOKE_SEEDS = {d.smoke_name: d.smoke_seed for d in BUILTINS.values() if d.smoke_seed is not None}
 
 
 def make_images(n: int, seed: int = 0, size: int = 32) -> np.ndarray:
@@ -139,6 +140,99 @@ def make_svhn_dir(root: str | Path, n_train: int = 20, n_test: int = 10,
         savemat(folder / fname, {"X": np.ascontiguousarray(x.transpose(1, 2, 3, 0)), "y": mat_y})
         out.append(Split(x, y))
     return out[0], out[1]
+
+
+def make_tinyimagenet_dir(root: str | Path, classes: int = 3, per_class: int = 4, n_val: int = 6,
+                          seed: int = 0, size: int = 64) -> tuple[Split, Split]:
+    """Write ``root/tinyimagenet/tiny-imagenet-200/`` as the official zip unpacks.
+
+    ``wnids.txt`` (in a shuffled order, like the official file), ``words.txt``,
+    ``train/<wnid>/images/<wnid>_<i>.JPEG`` with ``train/<wnid>/<wnid>_boxes.txt``,
+    ``val/images/val_<i>.JPEG`` with ``val/val_annotations.txt`` (file, wnid, box, tab
+    separated) and an unlabelled ``test/images/``. The first training image is greyscale,
+    as a few official ones are. Returns what the suite should load: the decoded JPEGs
+    (lossy, so not the random pixels written) with labels = ranks of the sorted wnids, in
+    ImageFolder order (class by class, file names sorted as strings).
+    """
+    from PIL import Image
+
+    base = Path(root) / "tinyimagenet" / "tiny-imagenet-200"
+    rng = np.random.default_rng(seed)
+    wnids = [f"n{10000000 + int(v):08d}" for v in rng.choice(90_000_000, classes, replace=False)]
+    for d in ("val/images", "test/images"):
+        (base / d).mkdir(parents=True, exist_ok=True)
+    (base / "wnids.txt").write_text("".join(f"{w}\n" for w in wnids))
+    (base / "words.txt").write_text("".join(f"{w}\tthing {i}\n" for i, w in enumerate(wnids)))
+    ranked = sorted(wnids)
+
+    def save(path: Path, img: np.ndarray, grey: bool = False) -> np.ndarray:
+        im = Image.fromarray(img[..., 0] if grey else img, "L" if grey else "RGB")
+        im.save(path, "JPEG")
+        with Image.open(path) as back:
+            return np.asarray(back.convert("RGB"))
+
+    xs, ys = [], []
+    for w in ranked:
+        folder = base / "train" / w / "images"
+        folder.mkdir(parents=True, exist_ok=True)
+        (base / "train" / w / f"{w}_boxes.txt").write_text(
+            "".join(f"{w}_{i}.JPEG\t0\t0\t{size - 1}\t{size - 1}\n" for i in range(per_class)))
+        imgs = make_images(per_class, seed + 1 + ranked.index(w), size)
+        decoded = {f"{w}_{i}.JPEG": save(folder / f"{w}_{i}.JPEG", imgs[i], grey=(w == ranked[0] and i == 0))
+                   for i in range(per_class)}
+        for fname in sorted(decoded):
+            xs.append(decoded[fname])
+            ys.append(ranked.index(w))
+    val_x, val_y, lines = [], [], []
+    imgs = make_images(n_val, seed + 1000, size)
+    for i in range(n_val):
+        w = wnids[i % classes]
+        val_x.append(save(base / "val" / "images" / f"val_{i}.JPEG", imgs[i]))
+        val_y.append(ranked.index(w))
+        lines.append(f"val_{i}.JPEG\t{w}\t1\t2\t{size - 2}\t{size - 3}\n")
+    (base / "val" / "val_annotations.txt").write_text("".join(lines))
+    save(base / "test" / "images" / "test_0.JPEG", make_images(1, seed + 2000, size)[0])
+    return (Split(np.stack(xs), np.asarray(ys, dtype=np.int64)),
+            Split(np.stack(val_x), np.asarray(val_y, dtype=np.int64)))
+
+
+def make_downsampled_imagenet_dir(root: str | Path, name: str = "imagenet32", size: int = 32,
+                                  per_batch: int = 3, n_val: int = 5, fmt: str = "npz",
+                                  seed: int = 0) -> tuple[Split, Split]:
+    """Write ``root/<name>/`` like the unzipped downsampled ImageNet (Chrabaszcz et al. 2017).
+
+    ``fmt="npz"``: the current release, ``Imagenet{size}_train_npz/train_data_batch_{1..10}.npz``
+    and ``Imagenet{size}_val_npz/val_data.npz``, each with ``data`` (N, 3*size*size) uint8
+    (red, green, blue planes), ``labels`` 1..1000 and, in the training batches, ``mean``.
+    ``fmt="pickle"``: the older release, the same dicts pickled, files without extension
+    (``labels`` a list). Returns what the suite should load (NHWC, labels 0..999).
+    """
+    base = Path(root) / name
+    train_dir = base / (f"Imagenet{size}_train_npz" if fmt == "npz" else f"Imagenet{size}_train")
+    val_dir = base / (f"Imagenet{size}_val_npz" if fmt == "npz" else f"Imagenet{size}_val")
+    for d in (train_dir, val_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+
+    def write(path: Path, x: np.ndarray, y: np.ndarray, mean: bool) -> None:
+        d: dict = {"data": _cifar_rows(x), "labels": [int(v) + 1 for v in y]}
+        if mean:
+            d["mean"] = d["data"].mean(axis=0)
+        if fmt == "npz":
+            np.savez(path.with_name(path.name + ".npz"), **d)
+        else:
+            _pickle(path, d)
+
+    xs, ys = [], []
+    for b in range(1, 11):
+        x, y = make_images(per_batch, seed + b, size), rng.integers(0, 1000, per_batch).astype(np.int64)
+        write(train_dir / f"train_data_batch_{b}", x, y, mean=True)
+        xs.append(x)
+        ys.append(y)
+    # validation labels among the training ones (the suite refuses test classes never trained)
+    vx, vy = make_images(n_val, seed + 100, size), rng.choice(np.concatenate(ys), n_val)
+    write(val_dir / "val_data", vx, vy, mean=False)
+    return Split(np.concatenate(xs), np.concatenate(ys)), Split(vx, vy)
 
 
 def write_prepared(root: str | Path, name: str, train: Split, test: Split) -> Path:

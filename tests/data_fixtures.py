@@ -27,11 +27,13 @@ from unittest import mock
 
 import pytest
 
-from benchmarks.synthetic import (make_cifar10_dir, make_cifar100_dir, make_images, make_labels,
-                                  make_prepared, make_svhn_dir, write_prepared)
+from benchmarks.synthetic import (make_cifar10_dir, make_cifar100_dir, make_downsampled_imagenet_dir,
+                                  make_images, make_labels, make_prepared, make_svhn_dir,
+                                  make_tinyimagenet_dir, write_prepared)
 
 __all__ = [
     "make_images", "make_labels", "make_cifar10_dir", "make_cifar100_dir", "make_svhn_dir",
+    "make_tinyimagenet_dir", "make_downsampled_imagenet_dir",
     "make_prepared", "write_prepared", "relaxed_checksums", "relaxed_torchvision_checksums",
 ]
 

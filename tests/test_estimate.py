@@ -102,3 +102,67 @@ def test_online_batch_selection_estimate_counts_the_references_recomputations():
     # recompute before epochs 2, 4, 6 of 6 (none before epoch 1)
     _, extra = estimate.sampler_run_extra(_spec({"name": "online_batch_selection"}, 6), 1280)
     assert extra == pytest.approx(estimate.FORWARD_FRACTION * 3 * 1280 / 128)
+
+
+def test_image_size_comes_from_the_catalogue_or_the_npz_header(tmp_path):
+    from data_fixtures import make_prepared
+
+    assert estimate.image_size("tinyimagenet", tmp_path) == 64      # no data needed
+    make_prepared(tmp_path, "big", n_train=4, n_test=2, num_classes=2, size=48)
+    assert estimate.image_size("big", tmp_path) == 48
+    assert estimate.image_size("absent", tmp_path) == 32            # not written yet
+
+
+@pytest.mark.parametrize("name,model,size", [
+    ("tinyimagenet_methods", ("resnet18", (("stem", "imagenet"),)), 64),
+    ("imagenet64_methods", ("resnet50", (("stem", "imagenet"),)), 64)])
+def test_64_pixel_matrices_are_timed_with_their_model_and_size_without_data(monkeypatch, name, model, size):
+    from benchmarks import matrix
+
+    seen = set()
+
+    def fake(*args):
+        seen.add(args[6:])
+        return StepTime(0.1, 0.08, 0.2, 5)
+
+    monkeypatch.setattr(estimate, "step_time", fake)
+    runs = list(matrix.load(name).runs)
+    est = estimate.describe(runs, "cpu", "/nonexistent")
+    assert seen == {(size, model)} and est["unknown"] == 0 and est["total"] > 0
+
+
+def test_step_time_builds_the_runs_model_at_its_image_size(monkeypatch):
+    shapes = []
+
+    def fake_time_steps(step, sync=None, **kw):
+        step()
+        return StepTime(1.0, 0.5, 2.0, 3)
+
+    real_build = estimate.models.build
+
+    def build(name, k, **kw):
+        net = real_build(name, k, **kw)
+        net.register_forward_pre_hook(lambda m, a: shapes.append((name, kw, tuple(a[0].shape))))
+        return net
+
+    monkeypatch.setattr(estimate, "time_steps", fake_time_steps)
+    monkeypatch.setattr(estimate.models, "build", build)
+    estimate.step_time.cache_clear()
+    try:
+        estimate.step_time("cpu", 0.0625, 2, 7, False, False, 64, ("wrn28_10", (("depth", 10),)))
+    finally:
+        estimate.step_time.cache_clear()
+    assert shapes == [("wrn28_10", {"depth": 10, "width": 0.0625}, (2, 3, 64, 64))]
+
+
+@pytest.mark.parametrize("name", ["tinyimagenet_methods", "imagenet64_methods"])
+def test_dry_run_of_the_64_pixel_matrices_needs_no_data(monkeypatch, capsys, tmp_path, name):
+    from benchmarks.cli import main
+
+    monkeypatch.setattr(estimate, "step_time", lambda *a: StepTime(0.1, 0.08, 0.2, 5))
+    rc = main(["run", name, "--dry-run", "--data-root", str(tmp_path / "none"),
+               "--results", str(tmp_path / "r"), "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert rc == 0 and f"matrix {name}: 39 runs (0 done, 39 to run)" in out
+    assert "estimated cost" in out and "unknown size" not in out
+    assert not (tmp_path / "none").exists() and not (tmp_path / "r").exists()

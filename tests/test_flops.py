@@ -21,3 +21,27 @@ def test_floor_and_cli(capsys):
     assert "GFLOP" in out and "without sparsity" in out and r["steps_per_epoch"] == 781
     assert flops.cli(["--batch-size", "0"]) == 2
     assert "--batch-size: must be > 0" in capsys.readouterr().err
+
+
+def test_imagenet_stem_flops_are_torchvisions_published_ones_and_pixels_scale_the_cost():
+    # torchvision's weights metadata publishes GFLOPS as multiply-adds (the counter counts
+    # 2 FLOPs per multiply-add): resnet18 1.814, resnet50 4.089 at 224x224, 1000 classes
+    from torchvision.models import ResNet18_Weights, ResNet50_Weights
+
+    for name, weights in (("resnet18", ResNet18_Weights), ("resnet50", ResNet50_Weights)):
+        f = flops.training_step_flops(1.0, 1, 1000, model=name, stem="imagenet", image_size=224)
+        assert f["forward"] / 2e9 == pytest.approx(weights.IMAGENET1K_V1.meta["_ops"], abs=5e-4)
+    small, big = (flops.training_step_flops(0.25, 2, 10, image_size=s)["total"] for s in (32, 64))
+    assert big == pytest.approx(4 * small, rel=1e-3)     # CIFAR stem: 4x the pixels, 4x the work
+
+
+def test_cli_counts_any_model_and_refuses_a_bad_one(capsys):
+    r = flops.main(["--model", "resnet50", "--stem", "imagenet", "--image-size", "64",
+                    "--classes", "1000", "--n-train", "1281167"])
+    out = capsys.readouterr().out
+    assert "resnet50 (1000 classes, width 1.0, stem imagenet), batch 128, 64x64 inputs" in out
+    assert r["steps_per_epoch"] == 10009
+    assert flops.cli(["--model", "wrn28_10", "--depth", "27"]) == 2
+    assert "--depth: must be 6n+4" in capsys.readouterr().err
+    assert flops.cli(["--model", "vgg"]) == 2
+    assert "--model: unknown model 'vgg'" in capsys.readouterr().err
