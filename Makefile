@@ -14,7 +14,7 @@ RUN = $(PY) -m benchmarks run --data-root $(DATA_ROOT) --results $(RESULTS) --de
 # A dry run (--dry-run in ARGS) trains nothing, so there is nothing to plot: it only prints.
 run_and_plot = $(RUN) $(1)$(if $(findstring --dry-run,$(ARGS)),,; s=$$?; [ $$s -eq 2 ] && exit 2; $(PY) -m plots $(1) --results $(RESULTS) || exit $$?; exit $$s)
 
-.PHONY: install test test-slurm reproduce ablation-bank fair smoke cpu-mini plots perf gpu-check flops clean-venv
+.PHONY: install test test-slurm reproduce ablation-bank fair smoke cpu-mini plots leaderboard perf gpu-check flops clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ cpu-mini: install
 
 plots: install
 	$(PY) -m plots $(MATRIX) --results $(RESULTS)
+
+# $(RESULTS)/LEADERBOARD.md and leaderboard.png/.pdf from every matrix with finished runs
+leaderboard: install
+	$(PY) -m plots leaderboard --results $(RESULTS)
 
 perf: install
 	$(PY) -m benchmarks.perf --device $(DEVICE) $(ARGS)

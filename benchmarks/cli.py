@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="rebuild even if present")
     ls = sub.add_parser("list", help="list the matrices: description, run count, runs done")
     ls.add_argument("--results", default="results", help="results root to count done runs in (default: ./results)")
+    t = sub.add_parser("traits", help="record the samplers' plot traits in existing results (for the plots)")
+    t.add_argument("--backfill", metavar="RESULTS_DIR", required=True,
+                   help="add plot traits to every run.json under RESULTS_DIR (a matrix's folder or a "
+                        "results root) that lacks them, and write methods.json")
     return ap
 
 
@@ -210,8 +214,10 @@ def _record_matrix(mat: Any, results: str) -> None:
     """Keep the matrix file in ``results/<matrix>/`` once runs start (the plots read its
     reference from there); only now, so bad input and a refused submission write nothing."""
     from . import runner
+    from .traits import write_catalogue
 
     note = runner.record_matrix(mat.path, Path(results) / mat.name)
+    write_catalogue(Path(results) / mat.name)  # every method's plot traits, for the report
     if note:
         print(f"note: {note}", flush=True)
 
@@ -306,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "list":
             from .listing import cmd_list
             return cmd_list(args.results)
+        if args.command == "traits":
+            from .traits import main as traits_main
+            return traits_main(["--backfill", args.backfill])
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

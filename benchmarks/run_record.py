@@ -16,6 +16,7 @@ import torch
 from . import io, provenance
 from .config import RunSpec
 from .errors import UserError
+from .traits import plot_traits
 
 
 def run_record(spec: RunSpec, status: str, error: str | None, info: Any, device: torch.device,
@@ -28,6 +29,8 @@ def run_record(spec: RunSpec, status: str, error: str | None, info: Any, device:
         "git": provenance.git_state(), "host": provenance.host(), "started": started,
         "ended": None if status == "running" else dt.datetime.now(dt.timezone.utc).isoformat(),
         "seconds": seconds,
+        # how the plots draw and report this method (they cannot import samplers)
+        "plot_traits": plot_traits(spec["sampler"]["name"]),
     }
 
 

@@ -3,12 +3,15 @@
     python -m benchmarks.sampler_cost [--device cpu|cuda] [--repeats R] [--warmup W]
 
 Why: importance sampling only pays off if choosing the batch is cheap next to training on
-it. For every sampler (and bank size N for the bank-based ones) this times
+it. For every registered sampler (each row it declares for ``make perf``,
+:meth:`samplers.Sampler.perf_rows`, and bank size N for the bank-based ones) this times
 ``next_batch + observe`` (plus ``start_epoch`` amortised over an epoch's
 ``n_train // b`` steps) against one SGD step of the CIFAR ResNet-18 (augment, forward,
 per-example cross-entropy, backward, optimiser step) at b = 128 on a 50,000-example
 training set, and prints a Markdown table. Selection forwards (the oracle's bank,
 Selective Backprop's candidates) are part of the sampler's cost: that is what they cost.
+Once-per-run work (RHO-LOSS's irreducible-loss model, trained at the first ``start_epoch``)
+is not: the first ``start_epoch`` is untimed; its cost model says what it costs.
 
 Measurement: all configurations share one process, model and data; the measurements are
 interleaved (every repeat visits every configuration once, in a freshly shuffled order)
@@ -53,15 +56,21 @@ class Config:
     start_ms: float = 0.0
 
 
-def configs(bank_sizes: list[int], which: Optional[list[str]]) -> list[Config]:
-    out = [Config("uniform", "uniform", {})]
-    for n in bank_sizes:
-        out.append(Config("impon", "impon", {"bank_size": n}, bank=n))
-    for n in bank_sizes:
-        out.append(Config("loss_oracle", "loss_oracle", {"bank_size": n}, bank=n))
-    out += [Config("selective_backprop", "selective_backprop", {}),
-            Config("p_sgd", "p_sgd", {}), Config("c_sgd", "c_sgd", {})]
-    return [c for c in out if which is None or c.name in which]
+def configs(bank_sizes: list[int], which: Optional[list[str]], n_train: Optional[int] = None,
+            batch_size: Optional[int] = None) -> list[Config]:
+    """Uniform first, then every row every registered sampler declares (once per bank size
+    for samplers with a bank); ``which``: only these sampler names or row labels."""
+    out = []
+    for name in ["uniform", *samplers.available()]:
+        cls = samplers.get(name)
+        for label, row in cls.perf_rows(n_train, batch_size).items():
+            if any(c.label == label for c in out):
+                continue
+            if cls.has_bank:
+                out += [Config(label, name, {**row.params, "bank_size": n}, bank=n) for n in bank_sizes]
+            else:
+                out.append(Config(label, name, dict(row.params)))
+    return [c for c in out if which is None or c.name in which or c.label in which]
 
 
 def make_augment(x_uint8: Tensor, generator: torch.Generator) -> Callable[[Tensor], Tensor]:
@@ -99,6 +108,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     ap.add_argument("--samplers", default=None, help="comma-separated subset (default: all)")
     ap.add_argument("--score-chunk", type=int, default=1024,
                     help="largest no-grad forward of a selection score (memory bound)")
+    ap.add_argument("--epochs", type=int, default=10,
+                    help="epochs of the run the samplers are told of (InfoBatch prunes by it)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
@@ -127,23 +138,51 @@ def main(argv: Optional[list[str]] = None) -> None:
     def images() -> Tensor:
         return (x.permute(0, 3, 1, 2).float() / 255 - mean) / std
 
+    def logits(inputs: Tensor, net: nn.Module = model) -> Tensor:
+        """No-grad logits in eval mode, in chunks (the selection forward's memory bound)."""
+        was_training = net.training
+        net.eval()
+        with torch.no_grad():
+            out = torch.cat([net(inputs[i:i + args.score_chunk])
+                             for i in range(0, inputs.shape[0], args.score_chunk)])
+        net.train(was_training)
+        return out
+
     def score(inputs: Tensor, labels: Tensor) -> Tensor:
-        was_training = model.training
-        model.eval()
-        out = [nn.functional.cross_entropy(model(inputs[i:i + args.score_chunk]),
-                                           labels[i:i + args.score_chunk], reduction="none")
-               for i in range(0, inputs.shape[0], args.score_chunk)]
-        model.train(was_training)
-        return torch.cat(out)
+        return nn.functional.cross_entropy(logits(inputs), labels, reduction="none")
+
+    def plain(idx: Tensor) -> Tensor:
+        return (x.index_select(0, idx).permute(0, 3, 1, 2).float() / 255 - mean) / std
+
+    def train_aux(train_idx: Tensor, score_idx: Tensor, *, epochs: int, batch_size: int, lr: float,
+                  weight_decay: float, generator: torch.Generator) -> Tensor:
+        """A fresh model of the same architecture trained with AdamW (RHO-LOSS's IL model)."""
+        aux = models.build("resnet18", 10).to(device)
+        aux_opt = torch.optim.AdamW(aux.parameters(), lr=lr, weight_decay=weight_decay)
+        for _ in range(epochs):
+            order = train_idx[torch.randperm(train_idx.shape[0], generator=generator, device=device)]
+            for s in range(0, order.shape[0], batch_size):
+                idx = order[s:s + batch_size]
+                loss = nn.functional.cross_entropy(aux(augment(idx)), y[idx])
+                aux_opt.zero_grad(set_to_none=True)
+                loss.backward()
+                aux_opt.step()
+        return nn.functional.cross_entropy(logits(plain(score_idx), aux), y[score_idx],
+                                           reduction="none")
 
     gen = torch.Generator(device=device).manual_seed(args.seed + 2)
     ctx = samplers.StepContext(
         n_train=n, batch_size=b, device=device, generator=gen, labels=y, num_classes=10,
         weight_norm_fn=lambda: weight_frobenius_norm(model), augment_fn=augment,
-        score_fn=score, score_eval_fn=score, images_fn=images)
+        score_fn=score, score_eval_fn=score, score_update_fn=score, images_fn=images,
+        score_logits_fn=logits, score_logits_eval_fn=logits, plain_fn=plain,
+        train_aux_fn=train_aux, epochs=args.epochs)
 
     which = args.samplers.split(",") if args.samplers else None
-    cfgs = configs([int(s) for s in args.bank_sizes.split(",")], which)
+    cfgs = configs([int(s) for s in args.bank_sizes.split(",")], which, n, b)
+    if not cfgs:
+        raise SystemExit(f"--samplers {args.samplers}: none of them is registered; "
+                         f"registered: {', '.join(samplers.available())}")
     for cfg in cfgs:
         cfg.sampler = samplers.build(cfg.name, **cfg.params)
         cfg.sampler.start_epoch(1, ctx)   # first call builds lazy caches (features): untimed
@@ -161,15 +200,23 @@ def main(argv: Optional[list[str]] = None) -> None:
         sync()
         t1 = time.perf_counter()
         inputs = batch.inputs if batch.inputs is not None else ctx.augment(batch.idx)
-        logits = model(inputs)
-        losses = nn.functional.cross_entropy(logits, y[batch.idx], reduction="none")
+        out = model(inputs)
+        losses = nn.functional.cross_entropy(out, y[batch.idx], reduction="none")
+        if batch.weights is None:
+            loss = losses.mean()
+        elif batch.weight_mode == "mean":
+            loss = (batch.weights * losses).mean()
+        else:
+            loss = (batch.weights * losses).sum() / batch.weights.sum()
         opt.zero_grad(set_to_none=True)
-        losses.mean().backward()
+        loss.backward()
         opt.step()
-        p_true = torch.softmax(logits.detach(), 1).gather(1, y[batch.idx][:, None])[:, 0]
+        p_true = torch.softmax(out.detach(), 1).gather(1, y[batch.idx][:, None])[:, 0]
         sync()
         t2 = time.perf_counter()
         cfg.sampler.observe(batch.idx, losses.detach(), p_true)
+        if cfg.sampler.wants_logits:
+            cfg.sampler.observe_logits(batch.idx, out.detach().float())
         sync()
         t3 = time.perf_counter()
         if record:

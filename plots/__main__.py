@@ -1,4 +1,6 @@
-"""CLI: ``python -m plots MATRIX [--results DIR] [--ema-span N] [--reference ARM]``.
+"""CLI: ``python -m plots MATRIX [--results DIR] [--ema-span N] [--reference ARM]``, and
+``python -m plots leaderboard [--results DIR]`` (:mod:`plots.leaderboard`: every matrix on
+one page; a matrix named ``leaderboard`` is reached by its path, ``results/leaderboard``).
 
 MATRIX is a matrix name (``results/<MATRIX>/``) or a path to a matrix's results folder.
 A matrix whose runs logged a validation split (an LR sweep) also gets ``best_lr.csv``,
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 
 import matplotlib
@@ -20,7 +23,7 @@ from benchmarks.files import check_writable  # noqa: E402
 
 from . import make_plots  # noqa: E402
 from .aggregate import ResultsError, resolve_results_dir  # noqa: E402
-from .tuning import kept_note, write_tuning  # noqa: E402
+from .tuning import kept_note  # noqa: E402
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,8 +41,18 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str,
+                      lineno: int, line: str | None = None) -> str:
+    return f"warning: {message}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["leaderboard"]:  # `python -m plots leaderboard [--results DIR]`
+        from .leaderboard import main as leaderboard_main
+        return leaderboard_main(argv[1:])
     args = _parser().parse_args(argv)
+    warnings.formatwarning = _one_line_warning  # the CLI says "warning: ..." on one line
     if args.ema_span is not None and args.ema_span < 1:
         print("error: --ema-span must be ≥ 1", file=sys.stderr)
         return 2
@@ -51,7 +64,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    "report.md); make it writable, or copy the matrix's folder "
                                    "elsewhere and pass that path")
         res, outputs = make_plots(root, ema_span=args.ema_span, reference=args.reference)
-        tuning = write_tuning(res)  # LR sweeps with validation: best_lr.csv, tuned.yaml
     except ResultsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -63,11 +75,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for paths in outputs.written.values():
         for path in paths:
             print(f"wrote {path}")
+    for paths in outputs.files.values():  # LR sweeps: best_lr.csv, tuned.yaml
+        for path in paths:
+            print(f"wrote {path}")
+            if note := kept_note(path):
+                print(note)
     print(f"wrote {root / 'report.md'}")
-    for path in tuning[:2]:
-        print(f"wrote {path}")
-    if tuning and kept_note(tuning[1]):
-        print(kept_note(tuning[1]))
     for name, reason in outputs.skipped.items():
         print(f"skipped {name}: {reason}")
     for _, run in res.left_out.iterrows():

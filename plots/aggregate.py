@@ -18,8 +18,9 @@ import io
 import json
 import math
 import os
+import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ from scipy import stats
 # laptop without the runner (tests/test_boundaries.py).
 from benchmarks.catalogue import BUILTINS
 from benchmarks.files import temp_sibling
+
+from .traits import RUN_KEY, ArmTable, MethodTraits, collect, missing_warning
 
 #: The columns the trainer writes (README "Outputs"). Extra columns (sampler metrics) are kept.
 ITERATION_COLUMNS = ("iteration", "epoch", "loss", "lr", "backprops", "forwards")
@@ -96,6 +99,13 @@ class MatrixResults:
     iterations: pd.DataFrame
     datasets: pd.DataFrame
     axes: list[str]
+    #: the methods' plot traits as the runner recorded them (:mod:`plots.traits`)
+    traits: MethodTraits = field(default_factory=MethodTraits)
+
+    @property
+    def arm_styles(self) -> ArmTable:
+        """The fixed arm colours and legend order the matrix's methods declare."""
+        return self.traits.arm_styles()
 
     @property
     def left_out(self) -> pd.DataFrame:
@@ -193,14 +203,17 @@ def load_matrix(root: Path | str) -> MatrixResults:
     for col in ("run_id", "panel", "arm", "variant"):
         iterations[col] = iterations[col].astype("category")
 
+    traits = collect(root, zip(runs["sampler"], runs["plot_traits"]))
+    if warning := missing_warning(runs.loc[runs["included"], "sampler"], traits):
+        warnings.warn(warning, stacklevel=2)
     return MatrixResults(matrix=matrix, root=root, runs=runs.reset_index(drop=True),
                          epochs=epochs, iterations=iterations, datasets=datasets,
-                         axes=["dataset", "arm", "bank_size", "seed", *spec_axes])
+                         axes=["dataset", "arm", "bank_size", "seed", *spec_axes], traits=traits)
 
 
 _RUN_COLUMNS = ["run_id", "folder", "status", "included", "reason", "error", "dataset",
                 "n_train", "n_test", "subset", "arm", "sampler", "bank_size", "seed",
-                "device", "seconds", "matrix", "flat_spec"]
+                "device", "seconds", "matrix", "flat_spec", "plot_traits"]
 
 
 def _load_run(folder: Path) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame] | None:
@@ -271,6 +284,7 @@ def _describe(folder: Path, info: dict[str, Any], spec: dict[str, Any]) -> dict[
         "seconds": info.get("seconds"),
         "matrix": spec.get("matrix"),
         "flat_spec": _flatten(spec),
+        "plot_traits": info.get(RUN_KEY) if isinstance(info.get(RUN_KEY), dict) else None,
     }
 
 

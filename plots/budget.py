@@ -20,7 +20,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from .aggregate import MatrixResults, atomic_path
+from .aggregate import MatrixResults
 from .figures import finish_figure, panel_canvas
 from .style import arm_colour, arm_order, paper_style
 
@@ -59,15 +59,19 @@ def budget_accuracy(res: MatrixResults, out_dir: Path | None = None) -> Figure |
         return None
     pts = final_accuracy(res)
     table = budget_table(res)
-    arms = arm_order(pts["arm"].unique())
-    handles = [Line2D([], [], color=arm_colour(arm), marker="o", linewidth=1.6, markersize=4,
+    styles = res.arm_styles
+    arms = arm_order(pts["arm"].unique(), styles)
+    # by arm name only, as this figure has always coloured them: an arm no method names
+    # (unif_sgd_rs2_wor) gets its name prefix's family or a hashed colour here, its
+    # sampler's family shade in the other figures (kept: committed figures stay identical)
+    handles = [Line2D([], [], color=arm_colour(arm, table=styles), marker="o", linewidth=1.6, markersize=4,
                       label=arm) for arm in arms]
     with paper_style():
         # the same canvas as every other figure: panels, then a legend strip, then the caption
         canvas, axes = panel_canvas(res, len(arms), CAPTION)
         for panel, ax in axes.items():
             for k, arm in enumerate(arms):
-                colour = arm_colour(arm)
+                colour = arm_colour(arm, table=styles)
                 line = table[(table["panel"] == panel) & (table["arm"] == arm)].sort_values("budget")
                 if line.empty:
                     continue
@@ -108,7 +112,7 @@ def report_section(res: MatrixResults) -> str:
                   "| arm | " + " | ".join(f"f = {b:g}" for b in budgets) + " |",
                   "|:---|" + "---:|" * len(budgets)]
         counts = set(sub["seeds"])
-        for arm in arm_order(sub["arm"].unique()):
+        for arm in arm_order(sub["arm"].unique(), res.arm_styles):
             cells = []
             for b in budgets:
                 row = sub[(sub["arm"] == arm) & (sub["budget"] == b)]
@@ -121,20 +125,3 @@ def report_section(res: MatrixResults) -> str:
             lines.append(f"| {arm} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
-
-
-def add_to_outputs(res: MatrixResults, outputs: object, out_dir: Path) -> Figure | None:
-    """Draw and save the figure into ``out_dir`` and record it in ``outputs`` (the
-    ``FigureOutputs`` of :func:`plots.figures.make_all`: ``figures`` and ``written``)."""
-    fig = budget_accuracy(res, out_dir)
-    if fig is not None:
-        outputs.figures["budget"] = fig  # type: ignore[attr-defined]
-        outputs.written["budget"] = [out_dir / f"{STEM}.{f}" for f in ("png", "pdf")]  # type: ignore[attr-defined]
-    return fig
-
-
-def append_to_report(res: MatrixResults, report: Path) -> None:
-    """Append :func:`report_section` to ``report`` (rewritten atomically)."""
-    text = report.read_text(encoding="utf-8").rstrip() + "\n\n" + report_section(res)
-    with atomic_path(report) as tmp:
-        tmp.write_text(text.rstrip() + "\n", encoding="utf-8")

@@ -32,10 +32,13 @@ from matplotlib.lines import Line2D
 from .aggregate import MatrixResults, atomic_path, checkpoints, seeds_text, t_interval
 from .paired import Comparisons, paired_differences, unpaired_seeds
 from .setup import provenance
+from .traits import evaluate
 from .style import (VARIANT_DASHES, arm_order, arm_palette, bank_palette, checkpoint_palette,
                     paper_style)
 
-#: File stems under results/<matrix>/figures/.
+#: File stems under results/<matrix>/figures/ of the figures drawn here for every matrix
+#: (a method's diagnostic figure is ``diagnostics_<key>``, :class:`plots.traits.DiagnosticFigure`;
+#: every output and its stem: :mod:`plots.outputs`).
 STEMS = {
     "fig2": "fig2_test_accuracy_vs_epoch",
     "fig3": "fig3_train_loss_vs_iteration",
@@ -45,9 +48,6 @@ STEMS = {
     "forwards": "cost_accuracy_vs_forwards",
     "backprops": "cost_accuracy_vs_backprops",
     "paired": "paired_difference_vs_epoch",
-    "diag_impon": "diagnostics_impon",
-    "diag_selective_backprop": "diagnostics_selective_backprop",
-    "diag_psgd": "diagnostics_psgd",
 }
 
 #: Most points drawn per line in Figure 3 (after smoothing); more is invisible at 150 dpi.
@@ -99,14 +99,15 @@ def variant_table(res: MatrixResults, data: pd.DataFrame | None = None) -> pd.Da
     Order: arms in the fixed order of :func:`plots.style.arm_order`, then bank size.
     """
     data = res.epochs if data is None else data
+    arm_table = res.arm_styles
     table = (data[["variant", "arm", "bank_size"]].drop_duplicates("variant")
              .assign(_arm_rank=lambda d: d["arm"].map(
-                 {a: i for i, a in enumerate(arm_order(d["arm"]))}))
+                 {a: i for i, a in enumerate(arm_order(d["arm"], arm_table))}))
              .sort_values(["_arm_rank", "bank_size", "variant"], na_position="first")
              .drop(columns="_arm_rank").reset_index(drop=True))
     samplers = dict(zip(data["arm"].astype(str), data["sampler"].astype(str))) \
         if "sampler" in data.columns else {}
-    table["colour"] = table["arm"].map(arm_palette(table["arm"], samplers))
+    table["colour"] = table["arm"].map(arm_palette(table["arm"], samplers, arm_table))
     table["dash"] = table.groupby("arm").cumcount().map(
         lambda i: VARIANT_DASHES[i % len(VARIANT_DASHES)])
     single = table.groupby("arm")["variant"].transform("count") == 1
@@ -425,7 +426,7 @@ def ablation_arms(res: MatrixResults) -> dict[str, list[int]]:
     for (arm, _), values in sizes.items():
         if len(values) >= 2:
             arms.setdefault(arm, set()).update(int(v) for v in values)
-    return {a: sorted(arms[a]) for a in arm_order(arms)}
+    return {a: sorted(arms[a]) for a in arm_order(arms, res.arm_styles)}
 
 
 def ablation_skip_reason(res: MatrixResults) -> str | None:
@@ -600,52 +601,15 @@ def paired_difference_vs_epoch(res: MatrixResults, pairs: list[tuple[str, str]],
 # ------------------------------------------------------------------------- diagnostics
 
 
-@dataclass(frozen=True)
-class Diagnostic:
-    """One sampler-health quantity: its epochs.csv column, axis label and reference line."""
-
-    column: str
-    label: str
-    reference: Callable[[dict[str, object]], float] | None = None  # flat spec -> y
-    reference_text: str = ""
-    reference_label: str = "{y:.3g}"  # text on the dotted line, formatted with y
-
-
-def _chance_precision(spec: dict[str, object]) -> float:
-    bank = spec.get("sampler.bank_size")
-    return float(spec.get("batch_size", math.nan)) / float(bank) if bank else math.nan
-
-
-def _sb_expected_keep(spec: dict[str, object]) -> float:
-    return 1.0 / (float(spec.get("sampler.beta", 3)) + 1.0)  # sampler default beta 3
-
-
-#: Figure name -> (title, quantities). Drawn when some included run has the column.
-DIAGNOSTICS: dict[str, tuple[str, tuple[Diagnostic, ...]]] = {
-    "diag_impon": ("IMPON loss predictor vs the true bank losses", (
-        Diagnostic("impon_spearman", "Spearman ρ(predicted, true loss)", lambda s: 0.0,
-                   "ρ = 0 (no rank information)", "ρ = 0"),
-        Diagnostic("impon_precision_at_b", "precision@b of the selected batch",
-                   _chance_precision, "chance b/N (random batch from the bank)",
-                   "b/N = {y:.3g}"),
-    )),
-    "diag_selective_backprop": ("Selective Backprop keep rate", (
-        Diagnostic("sb_keep_rate", "keep rate (kept / scored)", _sb_expected_keep,
-                   "1/(β+1): expected if the loss percentiles were uniform",
-                   "1/(β+1)\n= {y:.3g}"),
-    )),
-    "diag_psgd": ("p-SGD / c-SGD effective sample size of P", (
-        Diagnostic("psgd_ess_frac", "effective sample size 1/ΣP² ÷ n", lambda s: 1.0,
-                   "1 = uniform sampling", "uniform"),
-    )),
-}
-
-
 def diagnostics_figure(res: MatrixResults, name: str, out_dir: Path | None = None
                        ) -> Figure | None:
-    """Per-epoch health of a sampler (rows = datasets, columns = quantities); None when
-    no included run logged the quantities (e.g. IMPON without ``diagnose_every``)."""
-    title, quantities = DIAGNOSTICS[name]
+    """Per-epoch health of a sampler (rows = datasets, columns = quantities), as its plot
+    traits declare it (``name``: ``diag_<key>``); None when no method of the matrix declares
+    it or no included run logged the quantities (e.g. IMPON without ``diagnose_every``)."""
+    declared = next((d for d in res.traits.diagnostics() if d.name == name), None)
+    if declared is None:
+        return None
+    title, quantities = declared.title, declared.columns
     present = [q for q in quantities if q.column in res.epochs.columns
                and res.epochs[q.column].notna().any()]
     if not present:
@@ -657,8 +621,7 @@ def diagnostics_figure(res: MatrixResults, name: str, out_dir: Path | None = Non
     variants = variant_table(res)
     drawn = variants.loc[[v for v in variants.index if v in set(data["variant"])]]
     specs = dict(zip(res.runs["run_id"], res.runs["flat_spec"]))
-    refs = "Dotted: " + "; ".join(q.reference_text for q in present
-                                  if q.reference is not None)
+    refs = "Dotted: " + "; ".join(q.chance_text for q in present if q.chance is not None)
     caption = (f"Logged by the sampler once per epoch (mean over the epoch's measurements), "
                f"epochs 1 onwards. {band_text(data)} {refs}.")
     handles = _variant_handles(drawn)
@@ -672,17 +635,17 @@ def diagnostics_figure(res: MatrixResults, name: str, out_dir: Path | None = Non
                 one = sub.dropna(subset=[q.column])
                 mine = drawn.loc[[v for v in drawn.index if v in set(one["variant"])]]
                 _draw_lines(ax, one, "epoch", q.column, mine)
-                if q.reference is not None:
+                if q.chance is not None:
                     levels: dict[float, str] = {}
                     for run_id, variant in one.groupby("run_id")["variant"].first().items():
-                        y = q.reference(specs.get(run_id, {}))
+                        y = float(evaluate(q.chance, specs.get(run_id, {})))
                         if math.isfinite(y):
                             levels.setdefault(round(y, 6), mine.loc[variant, "colour"])
                     for y, colour in levels.items():
                         ax.axhline(y, color=colour if len(levels) > 1 else "#222222",
                                    lw=1.0, ls=":", zorder=1, gid="reference")
                         # right of the panel, where no curve can run through the text
-                        ax.annotate(q.reference_label.format(y=y),
+                        ax.annotate(q.chance_label.format(y=y),
                                     (1.0, y), xycoords=("axes fraction", "data"),
                                     xytext=(3, 0), textcoords="offset points", fontsize=8,
                                     ha="left", va="center", color="#333333")
@@ -690,51 +653,30 @@ def diagnostics_figure(res: MatrixResults, name: str, out_dir: Path | None = Non
                 ax.set(title=f"{res.datasets.loc[panel, 'label']} — {seeds_text(n)}",
                        xlabel="epoch", ylabel=q.label)
                 ax.xaxis.set_major_locator(mticker.MaxNLocator(integer=True))
-        return finish_figure(canvas, res, title, handles, out_dir, STEMS[name])
+        return finish_figure(canvas, res, title, handles, out_dir, declared.stem)
 
 
 # ------------------------------------------------------------------------- driver
 
 
+#: Where an output's own report section goes (:attr:`FigureOutputs.sections`).
+BEFORE_LEFT_OUT, AT_END = "before_left_out", "end"
+
+
 @dataclass
 class FigureOutputs:
-    """What :func:`make_all` drew (name -> Figure), wrote (name -> files), skipped (-> why)."""
+    """What :func:`plots.outputs.make_all` drew (name -> Figure), wrote (name -> figure
+    files; ``files``: other files), skipped (-> why); ``listed``: (name, title, stem) of the
+    outputs report.md lists under "Figures", in order; ``sections``: place
+    (:data:`BEFORE_LEFT_OUT`, :data:`AT_END`) -> report sections (lists of lines)."""
 
     figures: dict[str, Figure] = field(default_factory=dict)
     written: dict[str, list[Path]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    files: dict[str, list[Path]] = field(default_factory=dict)
+    listed: list[tuple[str, str, str]] = field(default_factory=list)
+    sections: dict[str, list[list[str]]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # lines for the user (kept edits)
     ema_span: int | None = None
     comparisons: Comparisons | None = None  # what was paired with what (set by make_plots)
     paired: pd.DataFrame | None = None  # the paired.csv table
-
-
-def make_all(res: MatrixResults, out_dir: Path, ema_span: int | None = None,
-             pairs: list[tuple[str, str]] | None = None) -> FigureOutputs:
-    """Draw and save every figure that applies to this matrix (``pairs``: the paired
-    comparisons, (arm, reference); none -> no paired figure)."""
-    out = FigureOutputs(ema_span=ema_span or default_ema_span(res))
-    reasons = {"paired": "no (arm, reference) pair with finished runs of both (name a "
-                         "`reference:` arm in the matrix, or pass --reference)",
-               "diag_impon": "no run logged impon_spearman (set sampler.diagnose_every > 0)",
-               "diag_selective_backprop": "no selective_backprop run",
-               "diag_psgd": "no p_sgd / c_sgd run"}
-    makers: dict[str, Callable[[], Figure | None]] = {
-        "fig2": lambda: accuracy_vs_epoch(res, out_dir),
-        "fig3": lambda: loss_vs_iteration(res, out_dir, out.ema_span),
-        "fig4": lambda: bank_size_curves(res, out_dir),
-        "ablation": lambda: ablation_summary(res, out_dir),
-        "seconds": lambda: accuracy_vs_seconds(res, out_dir),
-        "forwards": lambda: accuracy_vs_forwards(res, out_dir),
-        "backprops": lambda: accuracy_vs_backprops(res, out_dir),
-        "paired": lambda: paired_difference_vs_epoch(res, list(pairs or []), out_dir),
-        **{name: (lambda name=name: diagnostics_figure(res, name, out_dir))
-           for name in DIAGNOSTICS},
-    }
-    for name, make in makers.items():
-        fig = make()
-        if fig is None:
-            out.skipped[name] = reasons.get(name) or ablation_skip_reason(res) or "not applicable"
-        else:
-            out.figures[name] = fig
-            out.written[name] = [out_dir / f"{STEMS[name]}.{fmt}" for fmt in ("png", "pdf")]
-    return out

@@ -140,7 +140,7 @@ def comparisons_for(res: MatrixResults, reference: str | None = None,
     """
     from benchmarks import comparisons as spec  # torch-free: keeps plots light
 
-    arms = arm_order(res.epochs["arm"].astype(str))
+    arms = arm_order(res.epochs["arm"].astype(str), res.arm_styles)
     out = Comparisons()
     if reference is not None:
         pairs, problems = spec.parse(reference, None, arms)

@@ -18,6 +18,9 @@ Kinds:
   seeds agreeing in sign), and costs relative to the reference: seconds per training step,
   examples forwarded and back-propagated over the run.
 - ``budget``: final test accuracy (mean ± std over seeds) per arm and budget.
+- ``leaderboard``: the matrix's section of the committed ``results/LEADERBOARD.md``
+  (``python -m plots leaderboard``): accuracy with 95% intervals, IQM, the paired difference
+  with its Holm-adjusted p-value, the probability of improvement, and costs to fixed targets.
 """
 from __future__ import annotations
 
@@ -107,7 +110,31 @@ def budget_table(root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-KINDS: dict[str, Callable[[Path], str]] = {"methods": methods_table, "budget": budget_table}
+def leaderboard_table(root: Path) -> str:
+    """The ``leaderboard`` block: matrix ``root``'s section of the committed
+    ``results/LEADERBOARD.md`` (:mod:`plots.leaderboard`), as it is there, with its own
+    heading left out, its dataset headings as bold lines (the README keeps its outline)
+    and its links made relative to the repository root."""
+    from .leaderboard import PAGE, section
+
+    page = root.parent / PAGE
+    if not page.exists():
+        raise ReadmeTableError(f"{page} missing; run `python -m plots leaderboard` first")
+    try:
+        body = section(page.read_text(encoding="utf-8"), root.name)
+    except KeyError:
+        raise ReadmeTableError(f"{page} has no section for {root.name}; run "
+                               "`python -m plots leaderboard`") from None
+    lines = body.rstrip("\n").split("\n")
+    if lines and lines[0].startswith("## "):
+        lines = lines[1:]
+    out = [f"**{ln[4:]}**" if ln.startswith("### ") else
+           re.sub(r"\]\((?!https?:|/|#)", f"]({root.parent.name}/", ln) for ln in lines]
+    return "\n".join(out).strip("\n") + "\n"
+
+
+KINDS: dict[str, Callable[[Path], str]] = {"methods": methods_table, "budget": budget_table,
+                                           "leaderboard": leaderboard_table}
 
 
 def render(text: str, results: Path) -> str:

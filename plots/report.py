@@ -20,9 +20,11 @@ import numpy as np
 import pandas as pd
 
 from .aggregate import MatrixResults, atomic_path, checkpoints, seed_stats
-from .figures import STEMS, FigureOutputs, ablation_arms, variant_table
+from .figures import AT_END, BEFORE_LEFT_OUT, FigureOutputs, ablation_arms, variant_table
 from .paired import BOOT_RESAMPLES, BOOT_SEED
+from . import stats as many
 from .setup import arm_table, common_table, provenance
+from .traits import render_note
 
 #: Accuracy levels, as fractions of the best final (seed-mean) accuracy on a dataset.
 #: Relative levels work for any dataset and run length; the absolute value is printed.
@@ -34,20 +36,6 @@ COSTS: tuple[tuple[str, str, str], ...] = (
     ("backprops", "Backprops (examples trained on)", "{:,.0f}"),
     ("forwards", "Examples forwarded", "{:,.0f}"),
 )
-
-FIGURE_TITLES = {
-    "fig2": "Figure 2 — test accuracy vs epoch",
-    "fig3": "Figure 3 — training loss vs iteration",
-    "fig4": "Figure 4 — test accuracy vs epoch per bank size",
-    "ablation": "Bank-size ablation summary",
-    "seconds": "Accuracy vs training wall-clock",
-    "forwards": "Accuracy vs examples forwarded",
-    "backprops": "Accuracy vs examples back-propagated",
-    "paired": "Paired difference vs epoch",
-    "diag_impon": "Diagnostics — IMPON loss predictor",
-    "diag_selective_backprop": "Diagnostics — Selective Backprop keep rate",
-    "diag_psgd": "Diagnostics — p/c-SGD effective sample size",
-}
 
 _TOL = 1e-9  # accuracies are read back from CSV: "≥ level" must not fail on rounding
 
@@ -270,6 +258,7 @@ def _paired_section(res: MatrixResults, figures: FigureOutputs | None, panel: st
     table = figures.paired.loc[figures.paired["panel"] == panel]
     if table.empty:
         return []
+    table = many.add_holm(table)  # per checkpoint: the k arms of this panel (plots.stats)
     rows = []
     for _, r in table.iterrows():
         t_ci = "—" if pd.isna(r["t_lo"]) else f"[{_fmt_pp(r['t_lo'])}, {_fmt_pp(r['t_hi'])}]"
@@ -278,7 +267,8 @@ def _paired_section(res: MatrixResults, figures: FigureOutputs | None, panel: st
         at = r["checkpoint"] if r["checkpoint"] != "final" else f"final ({r['epoch']})"
         rows.append([r["variant"], r["reference"], at, int(r["n"]),
                      _fmt_pp(r["mean"]) + (" ✱" if r["excludes_zero"] else ""), t_ci, b_ci,
-                     f"{int(r['n_agree'])}/{int(r['n'])}"])
+                     f"{int(r['n_agree'])}/{int(r['n'])}",
+                     many.fmt_p(r["p_holm"]) + (" †" if r["holm_survives"] else "")])
     out = ["**Paired differences of test accuracy** (arm − reference, percentage points; "
            "runs paired by seed: same initialisation and data streams). 95% CI: paired "
            f"Student-t; bootstrap: percentile, {BOOT_RESAMPLES:,} resamples of the seeds "
@@ -286,46 +276,98 @@ def _paired_section(res: MatrixResults, figures: FigureOutputs | None, panel: st
            "of the differences and is usually narrower than the t-interval, which is the "
            "one to trust. ✱: the t-interval "
            "excludes 0. *sign*: seeds whose difference has the sign of the mean. "
+           "*p (Holm)*: the paired-t p-value adjusted by Holm's step-down method over the "
+           "comparisons of this dataset at the same epoch (a 95% interval alone excludes 0 "
+           "by chance ever more often as arms are added); †: still significant at a "
+           f"{many.ALPHA:.0%} family-wise error rate. "
            f"Pairs from {figures.comparisons.source if figures.comparisons else '?'}.", "",
            md_table(["arm", "vs", "at", "pairs", "mean diff", "95% CI (t)",
-                     "95% CI (bootstrap)", "sign"], rows), ""]
+                     "95% CI (bootstrap)", "sign", "p (Holm)"], rows), ""]
+    final = table.loc[table["checkpoint"] == "final"]
+    if final["p_holm"].notna().any():
+        kept = [f"{v} vs {r}" for v, r, ok in
+                zip(final["variant"], final["reference"], final["holm_survives"]) if ok]
+        tested = int(final["p_holm"].notna().sum())
+        out += [f"At the final epoch, {len(kept)} of {tested} comparison"
+                f"{'s' if tested != 1 else ''} {'survives' if len(kept) == 1 else 'survive'} "
+                f"Holm's adjustment at {many.ALPHA:.0%}"
+                + (f": {', '.join(kept)}." if kept else "."), ""]
     dropped = sorted({u for u in table["unpaired"] if isinstance(u, str) and u})
     if dropped:
         out += ["Unpaired seeds, dropped from this table: " + "; ".join(dropped) + ".", ""]
     return out
 
 
+def _across_section(res: MatrixResults, figures: FigureOutputs | None) -> list[str]:
+    """IQM and probability of improvement over every dataset and seed (:mod:`plots.stats`,
+    as rliable computes them); only when some arm has more than one run to aggregate."""
+    if res.epochs.groupby("variant", observed=True)["run_id"].nunique().max() < 2:
+        return []
+    pairs = figures.comparisons.pairs if figures is not None and figures.comparisons else []
+    refs = [r for _, r in pairs]
+    main = max(dict.fromkeys(refs), key=refs.count) if refs else None
+    pairs = [(a, r) for a, r in pairs if r == main]
+    agg = many.aggregate_table(res.epochs, pairs,
+                               [a for a in res.axes if a not in ("dataset", "arm", "seed")])
+    order = list(variant_table(res).index)
+    agg = agg.set_index("variant").reindex(order).dropna(subset=["iqm"])
+
+    def ci(mean: float, lo: float, hi: float, scale: float, fmt: str) -> str:
+        if pd.isna(mean):
+            return "—"
+        text = fmt.format(mean * scale)
+        return text if lo == hi else f"{text} [{fmt.format(lo * scale)}, {fmt.format(hi * scale)}]"
+
+    rows = [[v, int(r["tasks"]), int(r["runs"]),
+             ci(r["iqm"], r["iqm_lo"], r["iqm_hi"], 100, "{:.2f}"),
+             ci(r["poi"], r["poi_lo"], r["poi_hi"], 1, "{:.2f}")] for v, r in agg.iterrows()]
+    n = len(res.panels)
+    return ["## Across datasets and seeds", "",
+            "Final test accuracy over every run of "
+            + (f"the {n} datasets: " if n > 1 else "the dataset: ") +
+            "interquartile mean (IQM: the mean of the middle 50% of runs; equal to the mean "
+            "with 3 or fewer runs) and the probability that a run of the arm ends above a run "
+            f"of {main or 'the reference'} on the same dataset and setting (ties count ½; "
+            "0.5: no difference), each with a 95% stratified-bootstrap interval (runs "
+            f"resampled within each dataset, {many.BOOT_REPS:,} resamples, percentile; "
+            "rliable's `aggregate_iqm`, `probability_of_improvement` and "
+            "`get_interval_estimates`, computed by `plots/stats.py`).", "",
+            md_table(["arm", "datasets", "runs", "IQM % [95% CI]",
+                      f"P(arm > {main or 'reference'}) [95% CI]"], rows), ""]
+
+
 def _method_notes(res: MatrixResults) -> list[str]:
     """What a reader must know about a method to read its row fairly, with its numbers.
 
     Why here: RHO-LOSS trains its target model on half the data and pays for an auxiliary
-    model before its first step; a table row alone would hide both. The counts are read
-    from the runs' own files (spec and ``epochs.csv``), not restated from the code.
+    model before its first step; a table row alone would hide both. The text is the
+    method's own (its plot traits' ``note``); the numbers in it are read from the runs' own
+    files (spec and ``epochs.csv``), not restated from the code. Methods in their report
+    rank, arms by name.
     """
     runs = res.runs.loc[res.runs["included"]]
     out: list[str] = []
-    for arm in sorted(set(runs.loc[runs["sampler"] == "rho_loss", "arm"])):
-        mine = runs.loc[runs["arm"] == arm]
-        ep = res.epochs.loc[res.epochs["run_id"].isin(mine["run_id"])]
-        first = ep.loc[ep["epoch"] == 1, "backprops"]
-        # the IL model's backprops: epoch 1's count beyond what a later epoch trains
-        per_epoch = ep.sort_values("epoch").groupby("run_id")["backprops"].apply(
-            lambda s: float(s.diff().iloc[-1]) if len(s) > 2 else np.nan)
-        il = first.mean() - per_epoch.mean()
-        spec = mine["flat_spec"].iloc[0]
-        n_train = mine["n_train"].dropna()
-        n = int(n_train.iloc[0]) if len(n_train) else None
-        half = f"{(n + 1) // 2:,} even-index examples of {n:,}" if n else "the even-index half"
-        out += [f"- **{arm}** (RHO-LOSS): the target model trains only on the {half}; the "
-                f"odd-index half is the irreducible-loss model's holdout and is never "
-                f"trained on by the target model. The IL model's training "
-                f"({spec.get('sampler.il_epochs', 'default')} epochs) and scoring are counted "
-                f"in epoch 1: about {il:,.0f} extra backprops per run"
-                + (" (epoch 1 minus a later epoch's count)." if np.isfinite(il) else ".")]
-    for arm in sorted(set(runs.loc[runs["sampler"] == "infobatch", "arm"])):
-        out += [f"- **{arm}** (InfoBatch): pruned epochs are shorter, so its runs train "
-                "fewer steps than the other arms; compare it against backprops, not epochs."]
+    for sampler in sorted(set(runs["sampler"]), key=lambda s: (res.traits.report_rank(s), s)):
+        parts, values = res.traits.note(sampler)
+        if not parts:
+            continue
+        for arm in sorted(set(runs.loc[runs["sampler"] == sampler, "arm"])):
+            out.append("- " + render_note(parts, values, _note_fields(res, runs, arm)))
     return (["## Method notes", ""] + out + [""]) if out else []
+
+
+def _note_fields(res: MatrixResults, runs: pd.DataFrame, arm: str) -> dict[str, object]:
+    """The fields a note may use (:class:`plots.traits` ``NotePart``) for one arm."""
+    mine = runs.loc[runs["arm"] == arm]
+    ep = res.epochs.loc[res.epochs["run_id"].isin(mine["run_id"])]
+    first = ep.loc[ep["epoch"] == 1, "backprops"]
+    # a once-per-run cost counted in epoch 1: its count beyond what a later epoch trains
+    per_epoch = ep.sort_values("epoch").groupby("run_id")["backprops"].apply(
+        lambda s: float(s.diff().iloc[-1]) if len(s) > 2 else np.nan)
+    n_train = mine["n_train"].dropna()
+    return {**mine["flat_spec"].iloc[0], "arm": arm,
+            "n_train": int(n_train.iloc[0]) if len(n_train) else None,
+            "epoch1_extra_backprops": float(first.mean() - per_epoch.mean())}
 
 
 def _left_out_section(res: MatrixResults) -> list[str]:
@@ -347,13 +389,15 @@ def _one_line(text: object, limit: int = 160) -> str:
 
 
 def _figures_section(figures: FigureOutputs | None) -> list[str]:
+    """Every output listed under "Figures" (the registry of :mod:`plots.outputs`, in its
+    order): the figure inline, or why it was not drawn."""
     if figures is None:
         return []
     out = ["## Figures", ""]
-    for name, title in FIGURE_TITLES.items():
+    for name, title, stem in figures.listed:
         if name in figures.written:
-            out += [f"### {title}", "", f"![{title}](figures/{STEMS[name]}.png)", "",
-                    f"PDF: [figures/{STEMS[name]}.pdf](figures/{STEMS[name]}.pdf)", ""]
+            out += [f"### {title}", "", f"![{title}](figures/{stem}.png)", "",
+                    f"PDF: [figures/{stem}.pdf](figures/{stem}.pdf)", ""]
         elif name in figures.skipped:
             out += [f"### {title}", "", f"*Not drawn: {figures.skipped[name]}.*", ""]
     return out
@@ -393,11 +437,18 @@ def render_report(res: MatrixResults, figures: FigureOutputs | None = None) -> s
         lines += _accuracy_section(res, panel)
         lines += _paired_section(res, figures, panel)
         lines += _cost_section(res, panel)
+    lines += _across_section(res, figures)
     lines += _method_notes(res)
     lines += _ablation_section(res)
     lines += _figures_section(figures)
+    sections = figures.sections if figures is not None else {}
+    for section in sections.get(BEFORE_LEFT_OUT, []):
+        lines += section
     lines += _left_out_section(res)
-    return "\n".join(lines).rstrip() + "\n"
+    text = "\n".join(lines).rstrip()
+    for section in sections.get(AT_END, []):  # sections of their own after everything
+        text = text + "\n\n" + "\n".join(section).rstrip()
+    return text + "\n"
 
 
 def write_report(res: MatrixResults, figures: FigureOutputs | None = None,

@@ -21,6 +21,7 @@ import pandas as pd
 
 from .aggregate import MatrixResults
 from .style import arm_order
+from .traits import ArmTable
 
 #: Spec keys shown per arm (the rest of the sampler's keys go to "sampler parameters").
 _OPTIMIZER_EXTRA = ("momentum", "nesterov", "weight_decay", "betas", "eps")
@@ -31,6 +32,7 @@ class Provenance:
     """Per included run: arm, spec, commit, dirty flag, versions and device."""
 
     runs: pd.DataFrame  # columns: run_id, arm, spec, commit, dirty, torch, cuda, device
+    styles: ArmTable = ArmTable()  # the arms' legend order (the methods' plot traits)
 
     @property
     def commits(self) -> pd.DataFrame:
@@ -72,7 +74,8 @@ def provenance(res: MatrixResults) -> Provenance:
                      "dirty": git.get("dirty"), "torch": versions.get("torch"),
                      "cuda": versions.get("cuda"), "device": info.get("device") or ""})
     return Provenance(pd.DataFrame(rows, columns=["run_id", "arm", "seed", "spec", "commit",
-                                                  "dirty", "torch", "cuda", "device"]))
+                                                  "dirty", "torch", "cuda", "device"]),
+                      res.arm_styles)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -126,7 +129,7 @@ def sampler_text(spec: dict[str, Any]) -> str:
 def arm_table(prov: Provenance) -> pd.DataFrame:
     """Per arm: optimizer, lr, schedule, sampler and its parameters (from the runs)."""
     rows = []
-    for arm in arm_order(prov.runs["arm"]):
+    for arm in arm_order(prov.runs["arm"], prov.styles):
         specs = list(prov.runs.loc[prov.runs["arm"] == arm, "spec"])
         rows.append({
             "arm": arm,

@@ -2,9 +2,10 @@
 
 Why a module of its own: a reader compares arms *across* figures (Figure 2 next to
 Figure 3 next to the cost plots) and across matrices (paper vs fair vs ablation). That only
-works if "impon" is the same colour everywhere, so the mapping is a fixed table keyed by
-arm name, not "the i-th colour of whatever arms happen to be in this matrix".
-Unknown arm names get their sampler's family colour (or a shade of it, when it is taken in
+works if "impon" is the same colour everywhere, so the mapping is fixed per arm name, not
+"the i-th colour of whatever arms happen to be in this matrix". The fixed colours are
+declared by the methods (their plot traits, :class:`plots.traits.ArmTable`).
+Other arm names get their sampler's family colour (or a shade of it, when it is taken in
 that figure), else a colour from a hash of the name (``zlib.crc32``, which, unlike
 ``hash()``, does not change between Python processes), so they are stable too. No two arms
 of a figure may be closer than MIN_DELTA_E in CIEDE2000 (:func:`close_pairs`).
@@ -22,49 +23,17 @@ import matplotlib.colors as mcolors
 import numpy as np
 import seaborn as sns
 
-#: Fixed colours of the arms the suite ships, with meaning: the plain baseline blue, any
-#: uniform sampler at another learning rate a grey (the same-lr control of the arms run at
-#: that lr), the loss oracle black (a bound, not a method), a method's ablation/control arms
-#: a lighter or darker relative of the method's colour. Base: seaborn "colorblind" /
-#: Okabe-Ito, extended by hand; every pair is at least MIN_DELTA_E apart in CIEDE2000
-#: (tested). Order of this dict is also the legend order.
-ARM_COLOURS: dict[str, str] = {
-    "sgd": "#0173B2",  # blue: the plain baseline
-    "uniform": "#0173B2",  # the same method as "sgd" under its sampler name
-    "unif_sgd": "#6C8EBF",  # greyish blue: uniform on a budget (Arazo et al. 2021)
-    "adam": "#56B4E9",  # light blue: the other uniform baseline
-    "adam_lr1e-3": "#1B4F72",  # dark blue: Adam at its customary lr
-    "sgd_lr1e-3": "#8C8C8C",  # grey: uniform SGD at IMPON's learning rate (control)
-    "uniform_lr1e-3": "#8C8C8C",  # the same control under its sampler name
-    "selective_backprop": "#029E73",  # green
-    "selective_backprop_beta0": "#9ACD8A",  # pale green: beta 0 keeps all (control)
-    "p_sgd": "#DE8F05",  # orange
-    "c_sgd": "#8C5A2B",  # brown
-    "infobatch": "#E6C229",  # mustard
-    "rho_loss": "#E7298A",  # magenta
-    "upper_bound_is": "#17BECF",  # cyan
-    "online_batch_selection": "#5E4FA2",  # indigo
-    "impon": "#D55E00",  # vermillion: the method under study
-    "impon_low": "#CC78BC",  # pink: IMPON with lowest scores (ablation)
-    "impon_lr0.1": "#9E1B32",  # dark red: IMPON at the baselines' lr (control)
-    "impon_low_lr0.1": "#7B3294",  # purple: its lowest-score ablation
-    "loss_oracle": "#000000",  # black: the bound of a perfect loss predictor
-}
+from .traits import ArmTable
 
-#: Arms that are one method under two names: they may share a colour.
-ALIASES: tuple[frozenset[str], ...] = (frozenset({"sgd", "uniform"}),
-                                       frozenset({"sgd_lr1e-3", "uniform_lr1e-3"}))
-
-#: Family colour per sampler name, for arms the table does not know (``impon_bank50``,
-#: ``sb_beta1``): a reader still sees "an IMPON variant" at a glance.
-SAMPLER_COLOURS: dict[str, str] = {
-    "uniform": ARM_COLOURS["sgd"], "unif_sgd": ARM_COLOURS["unif_sgd"],
-    "selective_backprop": ARM_COLOURS["selective_backprop"], "p_sgd": ARM_COLOURS["p_sgd"],
-    "c_sgd": ARM_COLOURS["c_sgd"], "impon": ARM_COLOURS["impon"],
-    "loss_oracle": ARM_COLOURS["loss_oracle"], "infobatch": ARM_COLOURS["infobatch"],
-    "rho_loss": ARM_COLOURS["rho_loss"], "upper_bound_is": ARM_COLOURS["upper_bound_is"],
-    "online_batch_selection": ARM_COLOURS["online_batch_selection"],
-}
+#: The arm colours come from the methods themselves: each sampler declares its family
+#: colour and the arms it is run under with fixed colours and legend ranks (its ``plot``
+#: trait, recorded by the runner; :mod:`plots.traits` reads it into an :class:`ArmTable`).
+#: With meaning: the plain baseline blue, any uniform sampler at another learning rate a
+#: grey (the same-lr control of the arms run at that lr), the loss oracle black (a bound,
+#: not a method), a method's ablation/control arms a lighter or darker relative of the
+#: method's colour. Base: seaborn "colorblind" / Okabe-Ito, extended by hand; every pair is
+#: at least MIN_DELTA_E apart in CIEDE2000 (tested).
+NO_TABLE = ArmTable()
 
 #: Shades for uniform samplers at a learning rate other than the baseline's.
 GREY_FAMILY: tuple[str, ...] = ("#8C8C8C", "#4D4D4D", "#BDBDBD", "#6B6B6B", "#A5A5A5")
@@ -87,44 +56,48 @@ VARIANT_DASHES: tuple[str | tuple, ...] = ("-", "--", ":", "-.", (0, (5, 1, 1, 1
                                            (0, (1, 3)), (0, (8, 2)))
 
 
-def _is_other_lr_uniform(arm: str, sampler: str | None) -> bool:
-    """``sgd_lr0.01``, ``uniform_lr3e-4``: a uniform sampler at a non-default lr."""
+def _is_other_lr_uniform(arm: str, sampler: str | None, table: ArmTable) -> bool:
+    """``sgd_lr0.01``, ``uniform_lr3e-4``: an arm of a grey-controls sampler (uniform) at a
+    non-default lr (without the sampler: the name's base is one of its named arms)."""
     base, sep, _ = arm.partition("_lr")
     if not sep or not base:
         return False
-    return sampler == "uniform" or (sampler is None and base in ("sgd", "uniform", "adam"))
+    if sampler is not None:
+        return sampler in table.grey_samplers
+    return base in table.grey_arms
 
 
-def _family(arm: str, sampler: str | None) -> list[str]:
+def _family(arm: str, sampler: str | None, table: ArmTable) -> list[str]:
     """Candidate colours for an arm the table does not know, best first."""
-    if _is_other_lr_uniform(arm, sampler):
+    if _is_other_lr_uniform(arm, sampler, table):
         start = zlib.crc32(arm.encode("utf-8")) % len(GREY_FAMILY)
         return [*GREY_FAMILY[start:], *GREY_FAMILY[:start]]
-    base = SAMPLER_COLOURS.get(sampler or "") or ARM_COLOURS.get(arm.partition("_")[0])
+    base = table.families.get(sampler or "") or table.arms.get(arm.partition("_")[0])
     hashed = FALLBACK_COLOURS[zlib.crc32(arm.encode("utf-8")) % len(FALLBACK_COLOURS)]
     if base is None:
         return [hashed, *FALLBACK_COLOURS]
     return [*shades(base), hashed, *FALLBACK_COLOURS]
 
 
-def arm_colour(arm: str, sampler: str | None = None) -> str:
+def arm_colour(arm: str, sampler: str | None = None, table: ArmTable = NO_TABLE) -> str:
     """Hex colour of one arm, identical in every figure of every matrix.
 
-    Known arms: the fixed table. Others: a grey if it is a uniform sampler at another lr,
-    else the family colour of its ``sampler`` (or of its name's prefix), else a colour
-    from a stable hash (``zlib.crc32``, unlike ``hash()``, is the same in every process).
+    Arms a method names: their fixed colour. Others: a grey if it is a uniform sampler at
+    another lr, else the family colour of its ``sampler`` (or of its name's prefix), else a
+    colour from a stable hash (``zlib.crc32``, unlike ``hash()``, is the same in every
+    process). ``table``: what the matrix's methods declare (:attr:`MatrixResults.arm_styles`).
     """
-    if arm in ARM_COLOURS:
-        return ARM_COLOURS[arm]
-    return _family(arm, sampler)[0]
+    if arm in table.arms:
+        return table.arms[arm]
+    return _family(arm, sampler, table)[0]
 
 
-def arm_order(arms: Iterable[str]) -> list[str]:
-    """Known arms in the fixed order of ARM_COLOURS, then unknown ones alphabetically.
+def arm_order(arms: Iterable[str], table: ArmTable = NO_TABLE) -> list[str]:
+    """Named arms in their methods' legend ranks, then the others alphabetically.
 
     A fixed order keeps legends and report tables lined up across figures.
     """
-    known = list(ARM_COLOURS)
+    known = list(table.arms)
     unique = set(arms)
     return [a for a in known if a in unique] + sorted(a for a in unique if a not in known)
 
@@ -198,14 +171,16 @@ def shades(colour: str, steps: Sequence[float] = (0.0, -0.35, 0.4, -0.6, 0.65)) 
     return out
 
 
-def close_pairs(palette: dict[str, str], threshold: float = MIN_DELTA_E
-                ) -> list[tuple[str, str, float]]:
-    """Pairs of arms whose colours are within ``threshold`` (CIEDE2000), aliases excepted."""
+def close_pairs(palette: dict[str, str], threshold: float = MIN_DELTA_E,
+                aliases: Iterable[frozenset[str]] = ()) -> list[tuple[str, str, float]]:
+    """Pairs of arms whose colours are within ``threshold`` (CIEDE2000), ``aliases``
+    (one arm under two names, :attr:`ArmTable.aliases`) excepted."""
     names = list(palette)
+    aliases = set(aliases)
     out = []
     for i, a in enumerate(names):
         for b in names[i + 1:]:
-            if frozenset({a, b}) in ALIASES:
+            if frozenset({a, b}) in aliases:
                 continue
             d = delta_e(palette[a], palette[b])
             if d < threshold:
@@ -213,28 +188,29 @@ def close_pairs(palette: dict[str, str], threshold: float = MIN_DELTA_E
     return out
 
 
-def arm_palette(arms: Iterable[str], samplers: dict[str, str] | None = None) -> dict[str, str]:
+def arm_palette(arms: Iterable[str], samplers: dict[str, str] | None = None,
+                table: ArmTable = NO_TABLE) -> dict[str, str]:
     """Arm -> colour for the arms of one figure, every pair at least MIN_DELTA_E apart.
 
-    Known arms keep their fixed colour (cross-figure stability is the point of the
-    table). An unknown arm takes the first candidate of its family (:func:`_family`) that
-    is far enough from every colour already given out; if none is, the clash is reported
+    Named arms keep their fixed colour (cross-figure stability is the point of naming
+    them). Another arm takes the first candidate of its family (:func:`_family`) that is
+    far enough from every colour already given out; if none is, the clash is reported
     with a warning rather than hidden.
     """
     samplers = samplers or {}
-    ordered = arm_order(arms)
-    palette = {a: ARM_COLOURS[a] for a in ordered if a in ARM_COLOURS}
-    for arm in (a for a in ordered if a not in ARM_COLOURS):
-        candidates = _family(arm, samplers.get(arm))
+    ordered = arm_order(arms, table)
+    palette = {a: table.arms[a] for a in ordered if a in table.arms}
+    for arm in (a for a in ordered if a not in table.arms):
+        candidates = _family(arm, samplers.get(arm), table)
         palette[arm] = next((c for c in candidates
                              if all(delta_e(c, other) >= MIN_DELTA_E
                                     for other in palette.values())), candidates[0])
     palette = {a: palette[a] for a in ordered}
-    clashes = close_pairs(palette)
+    clashes = close_pairs(palette, aliases=table.aliases)
     if clashes:
         text = ", ".join(f"{a}/{b} (ΔE {d:.1f})" for a, b, d in clashes)
         warnings.warn(f"arms of one figure have near-identical colours: {text}; "
-                      "give them colours in plots.style.ARM_COLOURS", stacklevel=2)
+                      "give them colours in their samplers' plot traits", stacklevel=2)
     return palette
 
 

@@ -185,19 +185,21 @@ def report_section(res: MatrixResults, table: pd.DataFrame, tuned: Path) -> list
             *([f"**Note:** {kept_note(tuned)}.", ""] if kept_note(tuned) else [])]
 
 
-def write_tuning(res: MatrixResults) -> list[Path]:
-    """best_lr.csv, tuned.yaml and the report section for a matrix with validation columns
-    that compares at least two learning rates for some arm; nothing (an empty list) else."""
+def write_tuning_files(res: MatrixResults) -> tuple[list[Path], list[str]] | None:
+    """For a matrix with validation columns that compares at least two learning rates for
+    some arm: write best_lr.csv and tuned.yaml and return them with the report section
+    (lines; ``python -m plots`` puts it before "Runs left out"). None, nothing written,
+    for any other matrix."""
     if not has_validation(res):
-        return []
+        return None
     table = lr_sweep_table(res)
     if table.empty:
-        return []
+        return None
     best = best_lrs(res)
     if best["lrs_compared"].max() < 2:
         # one lr per arm (e.g. the tuned reruns themselves): nothing was chosen, and a
         # "tuned" matrix of it would only rename the same runs
-        return []
+        return None
     root = res.root
     with atomic_path(root / "best_lr.csv") as tmp:
         best.to_csv(tmp, index=False)
@@ -205,8 +207,18 @@ def write_tuning(res: MatrixResults) -> list[Path]:
               "the sweep; edit the seeds if you like.\n")
     tuned = write_generated(root / "tuned.yaml",
                             header + yaml.safe_dump(tuned_matrix(res, best), sort_keys=False))
-    report = root / "report.md"
-    section = report_section(res, table, tuned)
+    return [root / "best_lr.csv", tuned], report_section(res, table, tuned)
+
+
+def write_tuning(res: MatrixResults) -> list[Path]:
+    """:func:`write_tuning_files`, plus its section put into an existing report.md (an
+    older one replaced): [best_lr.csv, tuned.yaml, report.md], or [] when there is no
+    tuning. ``python -m plots`` renders the section with the rest of the report instead."""
+    made = write_tuning_files(res)
+    if made is None:
+        return []
+    files, section = made
+    report = res.root / "report.md"
     text = report.read_text(encoding="utf-8") if report.exists() else ""
     if SECTION in text:  # an older section: replace it (up to the next "## ")
         head, _, tail = text.partition(SECTION)
@@ -217,4 +229,4 @@ def write_tuning(res: MatrixResults) -> list[Path]:
     text = text.replace(marker, block + marker, 1) if marker in text else text + "\n" + block
     with atomic_path(report) as tmp:
         tmp.write_text(text, encoding="utf-8")
-    return [root / "best_lr.csv", tuned, report]
+    return [*files, report]

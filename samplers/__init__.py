@@ -19,6 +19,8 @@ from .base import FEATURE_KINDS, SCORE_MODES, Batch, Cost, HostSyncs, Sampler, S
 from .registry import SamplerConfigError, available, build, check_params, get, params, register
 from .scoring import logits_fn, model_device, score_fn
 from .dataloader import SamplerBatches, WithIndex, batch_sampler
+from .traits import (ArmStyle, DiagnosticColumn, DiagnosticFigure, NotePart, PerfRow,
+                     PlotTraits)
 
 # Every module of this package is imported, so a method's ``@register`` runs without an
 # import line to add anywhere: a new method is one new file.
@@ -28,4 +30,5 @@ for _module in pkgutil.iter_modules(__path__):
 
 __all__ = ["Batch", "Sampler", "StepContext", "Cost", "HostSyncs", "FEATURE_KINDS", "SCORE_MODES",
            "SamplerConfigError", "available", "build", "check_params", "get", "params",
-           "register", "logits_fn", "model_device", "score_fn", "SamplerBatches", "WithIndex", "batch_sampler"]
+           "register", "logits_fn", "model_device", "score_fn", "SamplerBatches", "WithIndex", "batch_sampler",
+           "ArmStyle", "DiagnosticColumn", "DiagnosticFigure", "NotePart", "PerfRow", "PlotTraits"]

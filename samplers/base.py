@@ -24,6 +24,8 @@ from typing import Any, Callable, Optional
 import torch
 from torch import Tensor
 
+from .traits import PerfRow, PlotTraits
+
 
 @dataclass
 class Batch:
@@ -282,7 +284,10 @@ class Sampler:
     table: :meth:`cost` (read by ``--dry-run``; a sampler without one is refused there,
     never estimated as free), :meth:`test_params` and :attr:`test_variants` (every
     registered sampler runs through the common determinism, resume and sync tests with
-    them; none is skipped), :attr:`host_syncs` (what the sync harness allows).
+    them; none is skipped), :attr:`host_syncs` (what the sync harness allows),
+    :attr:`plot` (colours, diagnostic figures and report note: what the runner records in
+    run.json for the plots) and :meth:`perf_rows` (what ``make perf`` times and holds to
+    its targets). See :mod:`samplers.traits`.
     """
 
     #: Named extra configurations for the common tests (label -> parameters), e.g. a
@@ -290,6 +295,9 @@ class Sampler:
     test_variants: dict[str, dict[str, Any]] = {}
     #: The documented host syncs of this method (none by default).
     host_syncs: HostSyncs = HostSyncs()
+    #: How figures and the report show this method (neutral by default: a colour from a
+    #: hash of the arm name, no diagnostic figure, no note).
+    plot: PlotTraits = PlotTraits()
 
     #: name in the registry (set by ``@register``)
     name: str = ""
@@ -324,6 +332,14 @@ class Sampler:
         examples in batches of ``batch_size`` (the common tests use 40/4 and 96/16).
         Default: the registry defaults (no parameters)."""
         return {}
+
+    @classmethod
+    def perf_rows(cls, n_train: Optional[int] = None,
+                  batch_size: Optional[int] = None) -> dict[str, PerfRow]:
+        """The rows ``make perf`` and ``benchmarks.sampler_cost`` time for this method
+        (label -> parameters and targets), for data of ``n_train`` examples in batches of
+        ``batch_size`` when known. Default: one row, the registry defaults, no target."""
+        return {cls.name: PerfRow()}
 
     def start_epoch(self, epoch: int, ctx: StepContext) -> None:
         """Called before the first ``next_batch`` of every epoch (epochs count from 1)."""

@@ -28,6 +28,7 @@ from .bank import (BankTraits, check_bank_fits, check_bank_size, check_select, d
                    precision_at_b, select_positions, spearman_rho)
 from .base import FEATURE_KINDS, Batch, Cost, Sampler, StepContext
 from .registry import register
+from .traits import ArmStyle, DiagnosticColumn, DiagnosticFigure, PerfRow, PlotTraits
 
 RESET_RULES = ("epoch", "never")
 #: Only ``zeros`` is offered: it is the paper's choice, and it makes the first batch of
@@ -81,6 +82,27 @@ class Impon(BankTraits, Sampler):
 
     test_variants = {"low-never-diag": {"select": "lowest", "reset": "never",
                                         "features": "pooled+label", "diagnose_every": 2}}
+    # vermillion, the method under study; its ablation (lowest scores) pink, at the
+    # baselines' lr dark red, both purple
+    plot = PlotTraits(
+        colour="#D55E00", report_rank=0,
+        arms={"impon": ArmStyle("#D55E00", 150), "impon_low": ArmStyle("#CC78BC", 160),
+              "impon_lr0.1": ArmStyle("#9E1B32", 170), "impon_low_lr0.1": ArmStyle("#7B3294", 180)},
+        diagnostics=(DiagnosticFigure(
+            "impon", "IMPON loss predictor vs the true bank losses", "IMPON loss predictor",
+            "no run logged impon_spearman (set sampler.diagnose_every > 0)",
+            (DiagnosticColumn("impon_spearman", "Spearman ρ(predicted, true loss)", "0",
+                              "ρ = 0 (no rank information)", "ρ = 0"),
+             DiagnosticColumn("impon_precision_at_b", "precision@b of the selected batch",
+                              "batch_size / sampler.bank_size",
+                              "chance b/N (random batch from the bank)", "b/N = {y:.3g}"))),))
+
+    @classmethod
+    def perf_rows(cls, n_train: Optional[int] = None,
+                  batch_size: Optional[int] = None) -> dict[str, PerfRow]:
+        # selection (dot products over the bank) must be cheap next to the step it saves
+        return {"impon": PerfRow({"select": "highest"}, step_target=True, efficiency_target=True),
+                "impon_low": PerfRow({"select": "lowest"}, step_target=True)}
 
     @classmethod
     def test_params(cls, n_train: int, batch_size: int) -> dict[str, Any]:

@@ -48,6 +48,7 @@ from torch import Tensor
 
 from .base import Batch, Cost, HostSyncs, Sampler, StepContext
 from .registry import register
+from .traits import ArmStyle, NotePart, PlotTraits
 
 #: The reference's score for examples not yet trained on (``torch.ones(n) * 3``).
 INITIAL_SCORE = 3.0
@@ -71,6 +72,11 @@ class InfoBatch(Sampler):
     # a pruning epoch's length is |kept| // b, which the host must know: two ``nonzero``
     # per epoch start (below / not below the mean). The sync test's two epochs both prune.
     host_syncs = HostSyncs(per_epoch={"nonzero": 2}, test_params={"delta": 1.0})
+    plot = PlotTraits(
+        colour="#E6C229", arms={"infobatch": ArmStyle("#E6C229", 110)}, report_rank=4,  # mustard
+        note=(NotePart("**{arm}** (InfoBatch): pruned epochs are shorter, so its runs train "
+                       "fewer steps than the other arms; compare it against backprops, not "
+                       "epochs."),))
 
     def check_sizes(self, *, n_train: int, batch_size: int, epochs: int) -> list[str]:
         # a pruning epoch keeps every example at or above the mean (at least one) and

@@ -49,6 +49,7 @@ from torch import Tensor
 
 from .base import Batch, Cost, Sampler, StepContext
 from .registry import register
+from .traits import ArmStyle, PlotTraits
 
 #: examples per chunk of the recomputation forward (bounds the augmented-views memory)
 RECOMPUTE_CHUNK = 4096
@@ -79,6 +80,8 @@ class OnlineBatchSelection(Sampler):
     with a full recomputation)."""
 
     revision = 2   # 2: the reference's schedule; 1 recomputed in train mode and re-sorted each step
+    plot = PlotTraits(colour="#5E4FA2",  # indigo
+                      arms={"online_batch_selection": ArmStyle("#5E4FA2", 140)})
 
     @classmethod
     def test_params(cls, n_train: int, batch_size: int) -> dict[str, Any]:

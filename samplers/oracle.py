@@ -15,11 +15,15 @@ from .bank import (BankTraits, check_bank_fits, check_bank_size, check_select, d
                    select_positions)
 from .base import Batch, Cost, Sampler, StepContext
 from .registry import register
+from .traits import ArmStyle, PlotTraits
 
 
 @register("loss_oracle")
 class LossOracle(BankTraits, Sampler):
     """``bank_size`` N (>= batch size), ``select``: ``highest`` | ``lowest`` true losses."""
+
+    # black: the bound of a perfect loss predictor, not a method; last in legends
+    plot = PlotTraits(colour="#000000", arms={"loss_oracle": ArmStyle("#000000", 190)})
 
     def cost(self, *, n_train: int, batch_size: int, epochs: int) -> Cost:
         return Cost(forwards_per_step=self.bank_size)   # the whole bank is scored

@@ -46,12 +46,24 @@ from torch import Tensor
 
 from .base import Batch, Cost, Sampler, StepContext
 from .registry import register
+from .traits import ArmStyle, DiagnosticColumn, DiagnosticFigure, PerfRow, PlotTraits
 
 
 class RunningMeanSampler(Sampler):
     """Shared machinery; subclasses only say how running means become weights ``q``."""
 
     test_variants = {"replacement": {"replacement": True}}
+    #: the figure both p-SGD and c-SGD log into (``psgd_ess_frac``)
+    ESS_FIGURE = DiagnosticFigure(
+        "psgd", "p-SGD / c-SGD effective sample size of P", "p/c-SGD effective sample size",
+        "no p_sgd / c_sgd run",
+        (DiagnosticColumn("psgd_ess_frac", "effective sample size 1/ΣP² ÷ n", "1",
+                          "1 = uniform sampling", "uniform"),))
+
+    @classmethod
+    def perf_rows(cls, n_train: int | None = None, batch_size: int | None = None) -> dict[str, PerfRow]:
+        # drawing by running means must be cheap next to the step
+        return {cls.name: PerfRow(step_target=True, efficiency_target=True)}
 
     def cost(self, *, n_train: int, batch_size: int, epochs: int) -> Cost:
         return Cost()          # scores come from the training forward: no extra pass
@@ -154,6 +166,9 @@ class PSGD(RunningMeanSampler):
     """Prefer examples the model gets wrong: ``q = s``. Param ``replacement`` (false =
     the reference draw without replacement; true = our with-replacement variant)."""
 
+    plot = PlotTraits(colour="#DE8F05", arms={"p_sgd": ArmStyle("#DE8F05", 90)},  # orange
+                      diagnostics=(RunningMeanSampler.ESS_FIGURE,), report_rank=2)
+
     def weights(self, s: Tensor) -> Tensor:
         return s
 
@@ -162,6 +177,9 @@ class PSGD(RunningMeanSampler):
 class CSGD(RunningMeanSampler):
     """Prefer uncertain examples: ``q = s (1 - s)``. Param ``replacement`` (false =
     the reference draw without replacement; true = our with-replacement variant)."""
+
+    plot = PlotTraits(colour="#8C5A2B", arms={"c_sgd": ArmStyle("#8C5A2B", 100)},  # brown
+                      diagnostics=(RunningMeanSampler.ESS_FIGURE,), report_rank=2)
 
     def weights(self, s: Tensor) -> Tensor:
         return s * (1.0 - s)

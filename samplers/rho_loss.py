@@ -56,6 +56,7 @@ from torch import Tensor
 
 from .base import SCORE_MODES, Batch, Cost, HostSyncs, Sampler, StepContext
 from .registry import register
+from .traits import ArmStyle, NotePart, PerfRow, PlotTraits
 
 
 def holdout_mask(n: int, device: torch.device | str = "cpu") -> Tensor:
@@ -84,6 +85,30 @@ class RhoLoss(Sampler):
     # per run; steps and later epoch starts do not sync
     host_syncs = HostSyncs(once_per_run_setup=True)
     test_variants = {"train-restored": {"score_mode": "train"}}
+    # magenta. The note: a reader must know the target model sees half the data and that
+    # the IL model's cost lands in epoch 1, with the runs' own numbers.
+    plot = PlotTraits(
+        colour="#E7298A", arms={"rho_loss": ArmStyle("#E7298A", 120)}, report_rank=3,
+        note=(NotePart("**{arm}** (RHO-LOSS): the target model trains only on the "),
+              NotePart("{n_target:,} even-index examples of {n_train:,}", needs=("n_train",)),
+              NotePart("the even-index half", unless=("n_train",)),
+              NotePart("; the odd-index half is the irreducible-loss model's holdout and is "
+                       "never trained on by the target model. The IL model's training "
+                       "({sampler.il_epochs} epochs) and scoring are counted in epoch 1: about "
+                       "{epoch1_extra_backprops:,.0f} extra backprops per run"),
+              NotePart(" (epoch 1 minus a later epoch's count).", needs=("epoch1_extra_backprops",)),
+              NotePart(".", unless=("epoch1_extra_backprops",))),
+        note_values={"n_target": "(n_train + 1) // 2"})
+
+    @classmethod
+    def perf_rows(cls, n_train: Optional[int] = None,
+                  batch_size: Optional[int] = None) -> dict[str, PerfRow]:
+        # the IL model trained 1 epoch: its once-per-run cost is not part of a step time;
+        # n_big the default 10b, capped by the non-holdout half of the timed data
+        params: dict[str, Any] = {"il_epochs": 1}
+        if n_train and batch_size:
+            params["n_big"] = max(batch_size + 1, min(10 * batch_size, n_train // 2))
+        return {"rho_loss": PerfRow(params)}
 
     @classmethod
     def test_params(cls, n_train: int, batch_size: int) -> dict[str, Any]:

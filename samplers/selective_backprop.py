@@ -55,6 +55,7 @@ from torch import Tensor
 
 from .base import Batch, Cost, HostSyncs, Sampler, StepContext
 from .registry import register
+from .traits import ArmStyle, DiagnosticColumn, DiagnosticFigure, PlotTraits
 
 
 def fraction_below(losses: Tensor, history: Tensor) -> Tensor:
@@ -82,6 +83,17 @@ class SelectiveBackprop(Sampler):
     host_syncs = HostSyncs(per_score_call={"nonzero": 1}, test_params={"prime_epochs": 0})
     test_variants = {"prime": {"prime_epochs": 1},
                      "train-noprime": {"prime_epochs": 0, "score_mode": "train"}}
+    # green; beta 0 (keeps every candidate: a control) pale green
+    plot = PlotTraits(
+        colour="#029E73", report_rank=1,
+        arms={"selective_backprop": ArmStyle("#029E73", 70),
+              "selective_backprop_beta0": ArmStyle("#9ACD8A", 80)},
+        diagnostics=(DiagnosticFigure(
+            "selective_backprop", "Selective Backprop keep rate", "Selective Backprop keep rate",
+            "no selective_backprop run",
+            (DiagnosticColumn("sb_keep_rate", "keep rate (kept / scored)", "1 / (sampler.beta + 1)",
+                              "1/(β+1): expected if the loss percentiles were uniform",
+                              "1/(β+1)\n= {y:.3g}"),)),))
 
     @classmethod
     def test_params(cls, n_train: int, batch_size: int) -> dict[str, Any]:

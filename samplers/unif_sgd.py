@@ -35,6 +35,7 @@ from torch import Tensor
 
 from .base import Batch, Cost, Sampler, StepContext
 from .registry import register
+from .traits import ArmStyle, PlotTraits
 
 
 DRAWS = ("with_replacement", "without_replacement")
@@ -48,6 +49,8 @@ class UnifSGD(Sampler):
     (``StepContext.budget``)."""
 
     test_variants = {"rs2-without-replacement": {"draw": "without_replacement"}}
+    # a greyish blue: uniform sampling, on a budget; next to the baselines in legends
+    plot = PlotTraits(colour="#6C8EBF", arms={"unif_sgd": ArmStyle("#6C8EBF", 20)})
 
     def cost(self, *, n_train: int, batch_size: int, epochs: int) -> Cost:
         return Cost()                      # a permutation per epoch: free

@@ -12,10 +12,26 @@ from torch import Tensor
 
 from .base import Batch, Cost, Sampler, StepContext
 from .registry import register
+from .traits import ArmStyle, PerfRow, PlotTraits
 
 
 @register("uniform")
 class Uniform(Sampler):
+    # The plain baseline blue (seaborn "colorblind"); its other named arms are the suite's
+    # baselines: Adam light blue, Adam at its customary lr dark blue, SGD at IMPON's lr a
+    # grey (the same-lr control), and any uniform arm at another lr a grey too. Ranks: the
+    # legend order of every figure (the baselines first).
+    plot = PlotTraits(
+        colour="#0173B2", lr_controls_grey=True,
+        arms={"sgd": ArmStyle("#0173B2", 0), "uniform": ArmStyle("#0173B2", 10),
+              "adam": ArmStyle("#56B4E9", 30), "adam_lr1e-3": ArmStyle("#1B4F72", 40),
+              "sgd_lr1e-3": ArmStyle("#8C8C8C", 50), "uniform_lr1e-3": ArmStyle("#8C8C8C", 60)})
+
+    @classmethod
+    def perf_rows(cls, n_train: int | None = None, batch_size: int | None = None) -> dict[str, PerfRow]:
+        # the loop around a plain step must cost (almost) nothing
+        return {"uniform": PerfRow(efficiency_target=True)}
+
     def cost(self, *, n_train: int, batch_size: int, epochs: int) -> Cost:
         return Cost()                      # plain training
 

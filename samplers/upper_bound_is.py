@@ -53,6 +53,7 @@ from torch import Tensor
 
 from .base import Batch, Cost, HostSyncs, Sampler, StepContext
 from .registry import register
+from .traits import ArmStyle, PlotTraits
 
 
 def gradient_norm_bound(logits: Tensor, labels: Tensor) -> Tensor:
@@ -93,6 +94,7 @@ class UpperBoundIS(Sampler):
     # the uniform-or-IS decision reads tau back once per step (module docstring)
     host_syncs = HostSyncs(per_step={"_local_scalar_dense": 1})
     test_variants = {"always": {"tau_th": 0.0}, "always-train": {"tau_th": 0.0, "score_mode": "train"}}
+    plot = PlotTraits(colour="#17BECF", arms={"upper_bound_is": ArmStyle("#17BECF", 130)})  # cyan
 
     def check_sizes(self, *, n_train: int, batch_size: int, epochs: int) -> list[str]:
         try:

@@ -60,6 +60,9 @@ class FakeRun:
     epochs_written: int | None = None  # default: all epochs (done) / about half (others)
     device: str = "cpu"
     extra_spec: dict[str, Any] = field(default_factory=dict)
+    #: record the sampler's plot traits in run.json, as the runner does (False: a run made
+    #: before the runner recorded them)
+    plot_traits: bool = True
 
     @property
     def sampler_name(self) -> str:
@@ -146,6 +149,9 @@ def write_run(matrix_dir: Path, run: FakeRun) -> Path:
         "git": {"commit": "0" * 40, "dirty": False}, "host": "test",
         "started": "2026-01-01T00:00:00", "ended": "2026-01-01T00:01:00", "seconds": 60.0,
     }
+    if run.plot_traits:
+        from benchmarks.traits import plot_traits  # the runner's own record (imports samplers)
+        info["plot_traits"] = plot_traits(run.sampler_name)
     (folder / "run.json").write_text(json.dumps(info, indent=2))
     return folder
 

@@ -140,3 +140,12 @@ def test_trainer_reports_the_noisy_fraction_of_what_each_epoch_trained_on(tiny_r
     assert len(fps) == 1
     # a selective method's column is its own count, not the rate
     assert rows["oracle"].noisy_frac.iloc[1:].notna().all()
+    # the plots draw it against the recorded noise fraction (and only where it exists)
+    from plots import outputs
+    from plots.aggregate import load_matrix
+    from plots.noise import noisy_fraction
+    res = load_matrix(tmp_path)
+    assert "noisy" in [o.name for o in outputs.registry(res)]
+    fig = noisy_fraction(res)
+    refs = [line for ax in fig.axes for line in ax.get_lines() if line.get_gid() == "reference"]
+    assert [tuple(line.get_ydata()) for line in refs] == [(0.25, 0.25)]

@@ -1,7 +1,8 @@
 """A new method is one file: the README's example, defined here and nowhere else, goes
 through validation, ``--dry-run``, a run, the common sampler tests, the sync harness,
-``make perf``'s set-up and the plots with no other edit; and a method without a cost
-model is refused by ``--dry-run`` instead of being estimated as free."""
+``make perf``'s set-up and the plots with no other edit (its declared colour, diagnostic
+figure and note reach the figures and the report through run.json); and a method without
+a cost model is refused by ``--dry-run`` instead of being estimated as free."""
 from __future__ import annotations
 
 import json
@@ -77,12 +78,26 @@ def test_the_readme_method_runs_through_the_whole_suite(new_method, monkeypatch,
     from benchmarks.perf import setup
     assert setup.sampler_table()["loss_proportional"] == {"name": "loss_proportional"}
 
-    # plots and report
+    # plots and report: what the class declares reaches them through run.json
+    from matplotlib.colors import to_hex
     from plots import make_plots
-    res, _ = make_plots(results / "new_method")
+    from plots.figures import figure_caption
+    recorded = json.loads(next((results / "new_method").glob("*loss_proportional*/run.json"))
+                          .read_text())["plot_traits"]
+    assert recorded == new_method.plot.to_dict()
+    res, outputs = make_plots(results / "new_method")
     report = (results / "new_method" / "report.md").read_text()
     assert "loss_proportional" in report and "| loss_proportional | sgd |" in report
     assert int(res.runs["included"].sum()) == 4
+    fig2_lines = {ln.get_label(): ln for ax in outputs.figures["fig2"].axes for ln in ax.lines}
+    assert to_hex(fig2_lines["loss_proportional"].get_color()) == "#7f7f00"   # its colour
+    diag = outputs.figures["diag_loss_proportional"]                           # its figure
+    assert (results / "new_method" / "figures" / "diagnostics_loss_proportional.png").exists()
+    assert "1 = uniform sampling" in figure_caption(diag)
+    chance = [ln for ax in diag.axes for ln in ax.lines if ln.get_gid() == "reference"]
+    assert chance and all(ln.get_ydata()[0] == 1.0 for ln in chance)          # its chance line
+    assert "### Diagnostics — loss-proportional effective sample size" in report
+    assert "- **loss_proportional** (loss-proportional): draws with replacement" in report
 
 
 def test_a_method_without_a_cost_model_is_refused_by_dry_run(new_method, monkeypatch, tmp_path,

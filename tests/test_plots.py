@@ -33,7 +33,11 @@ from plots.figures import (ablation_summary, accuracy_vs_epoch, bank_size_curves
                            figure_caption, figure_legend)
 from plots.report import cost_to_reach  # noqa: E402
 from plots.style import FALLBACK_COLOURS, arm_colour  # noqa: E402
+from plots.traits import MethodTraits  # noqa: E402
 from results_fixtures import FakeRun, write_matrix, write_run  # noqa: E402
+
+import samplers  # noqa: E402
+from benchmarks.traits import catalogue  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS = 6
@@ -296,14 +300,18 @@ def test_full_dataset_is_not_marked_subset_and_subsets_are():
 
 
 def test_arm_colour_is_the_same_in_every_figure(main_matrix, abl_matrix):
-    _, _, outputs = main_matrix
+    _, res, outputs = main_matrix
     for name in ("fig2", "fig3", "seconds", "forwards"):
         for ax in panels(outputs.figures[name]):
             for arm, line in lines_by_label(ax).items():
-                assert to_hex(line.get_color()) == to_hex(arm_colour(arm)), (name, arm)
+                assert to_hex(line.get_color()) == to_hex(arm_colour(arm, table=res.arm_styles)), \
+                    (name, arm)
+    # the colours are the ones the samplers declare (recorded in run.json by the runner)
+    assert to_hex(lines_by_label(panels(outputs.figures["fig2"])[0])["impon"].get_color()) \
+        == samplers.get("impon").plot.arms["impon"].colour.lower()
     fig4 = bank_size_curves(abl_matrix)
     ref = lines_by_label(fig4.axes[0])["sgd (reference)"]
-    assert to_hex(ref.get_color()) == to_hex(arm_colour("sgd"))
+    assert to_hex(ref.get_color()) == to_hex(arm_colour("sgd", table=abl_matrix.arm_styles))
 
 
 def test_figure3_is_seed_mean_of_per_run_ema(main_matrix):
@@ -374,7 +382,7 @@ def test_ablation_matrix_figure2_splits_bank_sizes_by_line_style(abl_matrix):
     lines = lines_by_label(panels(fig)[0])
     styles = {lines[f"impon (N={b})"].get_linestyle() for b in BANKS}
     colours = {to_hex(lines[f"impon (N={b})"].get_color()) for b in BANKS}
-    assert len(styles) == 3 and colours == {to_hex(arm_colour("impon"))}
+    assert len(styles) == 3 and colours == {to_hex(arm_colour("impon", table=abl_matrix.arm_styles))}
 
 
 # ----------------------------------------------------------------------- report
@@ -497,9 +505,14 @@ def test_cli_no_done_runs_exits_2(tmp_path, capsys):
 
 
 def test_arm_colours_fixed_and_fallback_stable():
-    assert arm_colour("impon") == "#D55E00" and arm_colour("sgd") == "#0173B2"
+    table = MethodTraits(catalogue()).arm_styles()
+    assert arm_colour("impon", table=table) == "#D55E00"
+    assert arm_colour("sgd", table=table) == "#0173B2"
     name = "my_new_sampler"
-    assert arm_colour(name) == FALLBACK_COLOURS[zlib.crc32(name.encode()) % len(FALLBACK_COLOURS)]
+    assert arm_colour(name, table=table) == \
+        FALLBACK_COLOURS[zlib.crc32(name.encode()) % len(FALLBACK_COLOURS)]
     known = ["sgd", "adam", "uniform_lr1e-3", "selective_backprop", "p_sgd", "c_sgd", "impon",
              "impon_low", "loss_oracle"]
-    assert len({arm_colour(a) for a in known}) == len(known)
+    assert len({arm_colour(a, table=table) for a in known}) == len(known)
+    # without any recorded traits (old runs) every arm still gets a stable colour
+    assert arm_colour("impon") == FALLBACK_COLOURS[zlib.crc32(b"impon") % len(FALLBACK_COLOURS)]

@@ -28,8 +28,14 @@ from plots.report import render_report  # noqa: E402
 from plots.paired import (bootstrap_interval, comparisons_for, paired_stats,  # noqa: E402
                           paired_t_interval, paired_table, sign_agreement)
 from plots.setup import arm_table, common_table, provenance  # noqa: E402
-from plots.style import (ARM_COLOURS, MIN_DELTA_E, arm_palette, close_pairs,  # noqa: E402
+from plots.style import (MIN_DELTA_E, arm_palette, close_pairs,  # noqa: E402
                          delta_e, srgb_to_lab)
+from plots.traits import ArmTable, MethodTraits  # noqa: E402
+from benchmarks.traits import catalogue  # noqa: E402
+
+#: What every registered sampler declares about colours (their plot traits).
+STYLES = MethodTraits(catalogue()).arm_styles()
+ARM_COLOURS = STYLES.arms
 from results_fixtures import FakeRun, write_matrix  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -240,9 +246,11 @@ def test_committed_matrices_arms_have_distinct_colours():
         arms = [a["name"] for a in doc["grid"].get("arm", [])]
         samplers = {a["name"]: (a.get("sampler") or doc["defaults"].get("sampler") or {})
                     .get("name") for a in doc["grid"].get("arm", [])}
-        assert close_pairs(arm_palette(arms, samplers)) == [], path.name
+        assert close_pairs(arm_palette(arms, samplers, STYLES), aliases=STYLES.aliases) == [], \
+            path.name
     # and every fixed colour against every other, as any future matrix may mix them
-    assert close_pairs(ARM_COLOURS) == []
+    assert close_pairs(ARM_COLOURS, aliases=STYLES.aliases) == []
+    assert frozenset({"sgd", "uniform"}) in STYLES.aliases  # one arm, two names: one colour
 
 
 def test_new_method_arms_and_controls_have_their_own_family_colours():
@@ -260,7 +268,7 @@ def test_close_colours_are_caught_and_unknown_arms_get_a_distinct_family_shade()
     with pytest.warns(UserWarning, match="near-identical colours"):
         _warn_on_forced_clash()
     palette = arm_palette(["impon", "impon_bank50", "sgd", "sgd_lr0.01"],
-                          {"impon_bank50": "impon", "sgd_lr0.01": "uniform"})
+                          {"impon_bank50": "impon", "sgd_lr0.01": "uniform"}, STYLES)
     assert palette["impon"] == ARM_COLOURS["impon"]
     assert delta_e(palette["impon_bank50"], palette["impon"]) >= MIN_DELTA_E
     lab = srgb_to_lab(palette["impon_bank50"])
@@ -272,15 +280,8 @@ def test_close_colours_are_caught_and_unknown_arms_get_a_distinct_family_shade()
 
 def _warn_on_forced_clash() -> None:
     """Two fixed colours too close for one figure must warn, not pass silently."""
-    import plots.style as style
-    saved = dict(style.ARM_COLOURS)
-    try:
-        style.ARM_COLOURS["clash_a"] = "#D55E00"
-        style.ARM_COLOURS["clash_b"] = "#D65F01"
-        style.arm_palette(["clash_a", "clash_b"])
-    finally:
-        style.ARM_COLOURS.clear()
-        style.ARM_COLOURS.update(saved)
+    arm_palette(["clash_a", "clash_b"],
+                table=ArmTable(arms={"clash_a": "#D55E00", "clash_b": "#D65F01"}))
 
 
 def test_figure_lines_use_the_palette(tmp_path):

@@ -9,14 +9,16 @@ from typing import Any, Mapping, Sequence
 from .. import estimate
 from ..config import RunSpec
 
+from .setup import perf_rows, targeted
 from .timing import MIB, MODEL, Device, Entry
 
-#: Samplers held to "step time <= TARGET_RATIO x uniform" (selection must be cheap next to the step it saves).
-TARGETED = ("impon", "impon_low", "p_sgd", "c_sgd")
+#: Rows held to "step time <= TARGET_RATIO x uniform" (selection must be cheap next to the
+#: step it saves): those whose samplers declare ``step_target`` (``PerfRow``).
+TARGETED = targeted("step_target")
 TARGET_RATIO = 1.05
-#: Loop efficiency (pure model step / our step) these samplers should reach.
+#: Loop efficiency (pure model step / our step) the rows declaring ``efficiency_target`` reach.
 EFFICIENCY_TARGET = 0.95
-EFFICIENCY_TARGETED = ("uniform", "impon", "p_sgd", "c_sgd")
+EFFICIENCY_TARGETED = targeted("efficiency_target")
 
 
 # ----------------------------------------------------------------------------- results
@@ -67,11 +69,17 @@ def loop_efficiency(entries: Sequence[Entry]) -> dict[str, dict[str, Any]]:
 
 
 def arm_label(spec: RunSpec) -> str:
-    """The row of this table that times a matrix run's sampler."""
+    """The row of this table that times a matrix run's sampler: of its sampler's rows, the
+    one whose parameters the run shares most (IMPON with ``select: lowest`` is
+    ``impon_low``), else the row named after the sampler."""
     s = spec["sampler"]
-    if s["name"] == "impon" and s.get("select") == "lowest":
-        return "impon_low"
-    return s["name"]
+    best, matched = s["name"], -1
+    for label, (name, row) in perf_rows().items():
+        if name != s["name"] or any(s.get(k) != v for k, v in row.params.items()):
+            continue
+        if len(row.params) > matched:
+            best, matched = label, len(row.params)
+    return best
 
 
 def epoch_estimates(step_s: Mapping[str, float], batch_size: int, n_train: int = 50_000,

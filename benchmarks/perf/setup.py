@@ -21,31 +21,27 @@ from .timing import Entry
 
 import samplers
 
-#: Rows that are not a registry name with its defaults: the per-sampler construction hook.
-#: label -> sampler section of the RunSpec. Every other registered sampler is timed with
-#: its registry defaults (IMPON lr 1e-6 on pixel features reset every epoch, Selective
-#: Backprop beta 3 / history 1024, p/c-SGD with replacement, as the paper matrix runs
-#: them), so a sampler added to the registry later appears here without an edit. A sampler
-#: whose defaults cannot run on the perf data gets an entry here.
-SAMPLER_OVERRIDES: dict[str, dict[str, Any]] = {
-    "impon": {"name": "impon", "select": "highest"},
-    "impon_low": {"name": "impon", "select": "lowest"},
-    # IL model trained 1 epoch: its once-per-run cost is not part of a step time. n_big is
-    # set in make_spec (10b, the paper's default, capped by the non-holdout half).
-    "rho_loss": {"name": "rho_loss", "il_epochs": 1},
-}
+def perf_rows(n_train: Optional[int] = None, batch_size: Optional[int] = None
+              ) -> dict[str, tuple[str, samplers.PerfRow]]:
+    """label -> (sampler name, its row): uniform first, then every registered sampler's
+    rows (:meth:`samplers.Sampler.perf_rows`: IMPON also with lowest scores, RHO-LOSS with a
+    one-epoch IL model) in registry order. A sampler added to the registry appears here
+    without an edit; one whose defaults cannot run on the perf data declares its rows."""
+    rows: dict[str, tuple[str, samplers.PerfRow]] = {}
+    for name in ["uniform", *samplers.available()]:
+        for label, row in samplers.get(name).perf_rows(n_train, batch_size).items():
+            rows.setdefault(label, (name, row))
+    return rows
 
 
 def sampler_table() -> dict[str, dict[str, Any]]:
-    """label -> sampler section: uniform first, then every registered sampler (and the
-    variants of :data:`SAMPLER_OVERRIDES`) in registry order."""
-    table: dict[str, dict[str, Any]] = {"uniform": {"name": "uniform"}}
-    for name in samplers.available():
-        table.setdefault(name, dict(SAMPLER_OVERRIDES.get(name, {"name": name})))
-        for label, section in SAMPLER_OVERRIDES.items():
-            if section["name"] == name:
-                table.setdefault(label, dict(section))
-    return table
+    """label -> sampler section of the RunSpec (name and the row's parameters)."""
+    return {label: {"name": name, **row.params} for label, (name, row) in perf_rows().items()}
+
+
+def targeted(kind: str) -> tuple[str, ...]:
+    """Labels whose rows declare ``kind`` (``step_target`` or ``efficiency_target``)."""
+    return tuple(label for label, (_, row) in perf_rows().items() if getattr(row, kind))
 
 
 SAMPLERS = sampler_table()
@@ -66,11 +62,10 @@ SYNTHETIC = "synthetic"
 def make_spec(label: str, args: argparse.Namespace, dataset: str,
               subset: Optional[dict]) -> RunSpec:
     """The RunSpec of sampler ``label``: identical for every sampler except ``sampler``."""
-    sampler = dict(SAMPLERS[label])
+    name, row = perf_rows(getattr(args, "n_train", None), args.batch_size)[label]
+    sampler = {"name": name, **row.params}
     if label in BANKED:
         sampler["bank_size"] = args.bank_size
-    if sampler["name"] == "rho_loss" and getattr(args, "n_train", None):
-        sampler["n_big"] = max(args.batch_size + 1, min(10 * args.batch_size, args.n_train // 2))
     return RunSpec.from_dict({
         "matrix": "perf", "arm": label, "dataset": dataset, "subset": subset,
         "seed": args.seed, "epochs": 1, "batch_size": args.batch_size,
@@ -128,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--compile", action="store_true", help="torch.compile the model")
     ap.add_argument("--samplers", default=",".join(SAMPLERS),
                     help=f"comma-separated subset of {', '.join(SAMPLERS)} (uniform is always timed)")
-    ap.add_argument("--bank-size", type=int, default=200, help="bank of impon, impon_low, loss_oracle")
+    ap.add_argument("--bank-size", type=int, default=200, help=f"bank of {', '.join(BANKED)}")
     ap.add_argument("--conventional", action=argparse.BooleanOptionalAction, default=True,
                     help="also time the torchvision Dataset/DataLoader pipeline")
     ap.add_argument("--workers", type=int, default=None,
