@@ -16,7 +16,7 @@ laptop without torch (tests/test_boundaries.py checks it); the estimate and the 
 read it before any model or dataset is loaded.
 
 Any dataset name not in this table is a *prepared* dataset, ``DATA_ROOT/<name>/{train,
-test}.npz`` (README, "Data and devices").
+test}.npz`` (docs/running.md, "Data and devices").
 """
 from __future__ import annotations
 

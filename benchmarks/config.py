@@ -43,7 +43,7 @@ TOP_LEVEL: dict[str, tuple[Any, Any]] = {
     # tuning; 0 = none. See benchmarks.data.split_validation.
     "validation": (int, 0),
     # Fraction f in (0, 1] of each epoch trained: floor(f * n_train / batch_size) steps per
-    # epoch, the schedule spanning them (Arazo et al. 2021; README "Budgeted training").
+    # epoch, the schedule spanning them (Arazo et al. 2021; docs/budget-and-tuning.md).
     "budget": (float, 1.0),
 }
 

@@ -96,7 +96,7 @@ def _reader(name: str) -> Callable[[Callable], Callable]:
 
 def missing_message(entry: Builtin, folder: Path, what: str) -> str:
     """The one line for absent official files: what is missing, where to get it, where to put it."""
-    return (f"{entry.name}: {what}; get {entry.get} into {folder}/ (README, section \"Data and "
+    return (f"{entry.name}: {what}; get {entry.get} into {folder}/ (docs/running.md, section \"Data and "
             f"devices\"), then run: python -m benchmarks prepare {entry.name} --data-root "
             f"{folder.parent}")
 

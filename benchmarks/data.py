@@ -55,12 +55,12 @@ BUILTIN = tuple(BUILTINS)
 def _fix_hint(entry: Builtin) -> str:
     """How to get a built-in's missing or broken files, for a machine told not to download."""
     return (f"run without --no-download to fetch it, or copy the official files ({entry.homepage}) "
-            "there (README, section \"Data and devices\")")
+            "there (docs/running.md, section \"Data and devices\")")
 
 
 #: After a download was tried and failed: the user did not pass --no-download, so do not
 #: tell them to drop it; say what else works offline.
-_DOWNLOAD_FAILED_HINT = ("no network? copy the official files there (README, section \"Data and "
+_DOWNLOAD_FAILED_HINT = ("no network? copy the official files there (docs/running.md, section \"Data and "
                          "devices\") and run again; `make smoke` needs no download")
 
 

@@ -286,7 +286,7 @@ def submission(folder: Path) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class SlurmOptions:
-    """sbatch settings of a matrix's job array (README "Running on a SLURM cluster")."""
+    """sbatch settings of a matrix's job array (docs/running.md, "Running on a SLURM cluster")."""
 
     partition: Optional[str] = None
     time_min: int = 240

@@ -1,4 +1,4 @@
-"""Turn a matrix's run folders into ``summary.csv``, figures and ``report.md`` (README "Plots and statistics").
+"""Turn a matrix's run folders into ``summary.csv``, figures and ``report.md`` (docs/outputs.md, "Plots and statistics").
 
 ``python -m plots MATRIX`` (or ``make plots MATRIX=...``) does everything; the pieces:
 

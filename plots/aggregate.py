@@ -37,7 +37,7 @@ from benchmarks.files import temp_sibling
 
 from .traits import RUN_KEY, ArmTable, MethodTraits, collect, missing_warning
 
-#: The columns the trainer writes (README "Outputs"). Extra columns (sampler metrics) are kept.
+#: The columns the trainer writes (docs/outputs.md, "Outputs"). Extra columns (sampler metrics) are kept.
 ITERATION_COLUMNS = ("iteration", "epoch", "loss", "lr", "backprops", "forwards")
 EPOCH_COLUMNS = ("epoch", "iteration", "train_loss", "test_loss", "test_acc", "backprops",
                  "forwards", "train_seconds", "eval_seconds")

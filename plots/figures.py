@@ -1,4 +1,4 @@
-"""The figures listed in the README's "Plots and statistics", one function each, drawn from :class:`MatrixResults`.
+"""The figures listed in docs/outputs.md, "Plots and statistics", one function each, drawn from :class:`MatrixResults`.
 
 Every function returns the matplotlib ``Figure`` (so tests can read back the plotted
 lines, legend and titles) and, given ``out_dir``, also saves it as PNG (150 dpi) and PDF.

@@ -161,20 +161,27 @@ def update(readme: Path, results: Path) -> bool:
     return new != old
 
 
+def pages(root: Path = Path(".")) -> list[Path]:
+    """The pages with generated blocks by default: the README and every page of docs/."""
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m plots.readme [README] [--results DIR]``: rewrite the generated tables."""
+    """``python -m plots.readme [PAGE ...] [--results DIR]``: rewrite the generated tables
+    (default pages: README.md and docs/*.md)."""
     import argparse
     import sys
     p = argparse.ArgumentParser(prog="python -m plots.readme", description=__doc__.split("\n")[0])
-    p.add_argument("readme", nargs="?", default="README.md")
+    p.add_argument("readme", nargs="*", help="pages to rewrite (default: README.md docs/*.md)")
     p.add_argument("--results", default="results")
     args = p.parse_args(argv)
-    try:
-        changed = update(Path(args.readme), Path(args.results))
-    except (ReadmeTableError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"{args.readme}: {'tables rewritten' if changed else 'tables already up to date'}")
+    for page in [Path(x) for x in args.readme] or pages():
+        try:
+            changed = update(page, Path(args.results))
+        except (ReadmeTableError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"{page}: {'tables rewritten' if changed else 'tables already up to date'}")
     return 0
 
 

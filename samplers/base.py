@@ -3,7 +3,7 @@
 Why a tiny interface: a sampler only decides *which* training indices form the next batch
 and learns from the losses the trainer observed. Everything else (data, augmentation,
 model, optimiser) stays in the training loop, so a researcher can drop any sampler into
-their own loop by building a :class:`StepContext` (a few lines, see the README).
+their own loop by building a :class:`StepContext` (a few lines, see docs/own-loop.md).
 
 Rules every sampler follows:
 - ``next_batch`` and ``observe`` never force a device->host synchronisation (no

@@ -92,7 +92,7 @@ class SamplerBatches(TorchSampler):
             batch = self.sampler.next_batch(self.ctx)
             if batch.weights is not None:
                 raise ValueError(f"sampler {self.sampler.name!r} returns per-example weights, which a "
-                                 "DataLoader cannot carry; use it in a loop of your own (README)")
+                                 "DataLoader cannot carry; use it in a loop of your own (docs/own-loop.md)")
             yield batch.idx.tolist()   # the loader needs host indices: one copy per batch
 
     def observe(self, idx: Tensor, losses: Tensor, p_true: Optional[Tensor] = None) -> None:

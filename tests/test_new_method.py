@@ -16,7 +16,7 @@ import samplers
 from samplers import registry
 
 REPO = Path(__file__).resolve().parent.parent
-HEADING = "### Add a method in one file"
+HEADING = "## Add a method in one file"
 
 
 def readme_method_code() -> str:

@@ -1,12 +1,13 @@
 """Claims of provenance say what is true: no text calls a rule the reference's where the
-suite runs it differently (README, matrices, sampler docstrings)."""
+suite runs it differently (README and docs/, matrices, sampler docstrings)."""
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-TEXTS = [REPO / "README.md", *sorted((REPO / "benchmarks" / "matrices").glob("*.yaml")),
+TEXTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")),
+         *sorted((REPO / "benchmarks" / "matrices").glob("*.yaml")),
          *sorted((REPO / "samplers").glob("*.py"))]
 
 
@@ -20,8 +21,8 @@ def test_selective_backprop_is_not_claimed_as_its_authors_code_runs_it():
     for path, text in _all_text().items():
         assert not re.search(r"as its authors.? code runs it", text, re.I), path
     paper = (REPO / "benchmarks" / "matrices" / "paper.yaml").read_text()
-    readme = (REPO / "README.md").read_text()
-    for text in (paper, readme):
+    methods = (REPO / "docs" / "methods.md").read_text()   # the reproduction notes
+    for text in (paper, methods):
         assert "forwardlr=True" in text and "one pass of candidates" in text
 
 

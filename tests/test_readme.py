@@ -1,7 +1,8 @@
-"""The README's code and references are tested, so they cannot drift from the repository.
+"""The README's and docs' code and references are tested, so they cannot drift from the
+repository.
 
-- The two "Using a sampler in your own training loop" blocks are extracted from README.md
-  and executed on CPU, with the sizes on the line marked ``# sizes`` made tiny. After
+- The two "Using a sampler in your own training loop" blocks are extracted from
+  docs/own-loop.md and executed on CPU, with the sizes on the line marked ``# sizes`` made tiny. After
   training, every BatchNorm layer must have counted exactly one update per optimiser step:
   scoring forwards (Selective Backprop, the loss oracle) must not touch running statistics.
 """
@@ -19,18 +20,21 @@ import samplers
 
 REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text()
+#: The README and every page of docs/ (reference material the README links to).
+PAGES = {p: p.read_text() for p in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]}
+OWN_LOOP_PAGE = (REPO / "docs" / "own-loop.md").read_text()
 SIZES = re.compile(r"^n_train, batch_size, epochs, width = .*# sizes$", re.M)
 TINY = "n_train, batch_size, epochs, width = 256, 64, 1, 0.0625"
 STEPS = 256 // 64
 
 
 def _python_blocks() -> list[str]:
-    return re.findall(r"^```python\n(.*?)^```", README, re.S | re.M)
+    return re.findall(r"^```python\n(.*?)^```", OWN_LOOP_PAGE, re.S | re.M)
 
 
 def _block(needle: str) -> str:
     found = [b for b in _python_blocks() if needle in b]
-    assert len(found) == 1, f"expected one README python block containing {needle!r}"
+    assert len(found) == 1, f"expected one docs/own-loop.md python block containing {needle!r}"
     code = found[0]
     assert len(SIZES.findall(code)) == 1, "the block needs its '# sizes' line (the test shrinks it)"
     return SIZES.sub(TINY, code)
@@ -43,7 +47,7 @@ LOADER_LOOP = "for x, y, idx in loader:"
 def _run(code: str) -> dict:
     ns: dict = {"__name__": "readme_example"}
     with mock.patch("torch.cuda.is_available", return_value=False):   # executed on CPU
-        exec(compile(code, "README.md", "exec"), ns)
+        exec(compile(code, "docs/own-loop.md", "exec"), ns)
     return ns
 
 
@@ -123,14 +127,17 @@ def _slug(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
 
 
-def reference_problems(text: str, root: Path = REPO) -> list[str]:
-    """What in ``text`` (README markdown) points at nothing inside the repository.
+def reference_problems(text: str, root: Path = REPO, base: Path | None = None) -> list[str]:
+    """What in ``text`` (markdown of a page in ``base``, default the repository root) points
+    at nothing inside the repository.
 
-    Checked: link and image targets (files, and ``#anchors`` against the headings), repository
-    paths written in backticks (``samplers/scoring.py``; templated ones with ``<...>``, ``*``
-    or ``{...}`` are skipped), quoted section names after "see"/"section" (``see "Speed"``),
-    and section signs or design documents that are not shipped (``§5``, ``DESIGN``).
+    Checked: link and image targets (files relative to the page, and ``#anchors`` against
+    the headings of the page or of the linked markdown page), repository paths written in
+    backticks (``samplers/scoring.py``; templated ones with ``<...>``, ``*`` or ``{...}``
+    are skipped), quoted section names after "see"/"section" (``see "Speed"``), and section
+    signs or design documents that are not shipped (``§5``, ``DESIGN``).
     """
+    base = root if base is None else base
     problems = []
     text = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)    # code is tested above
     heads = _headings(text)
@@ -138,8 +145,12 @@ def reference_problems(text: str, root: Path = REPO) -> list[str]:
         if re.match(r"^[a-z]+://", target):
             continue
         path, _, anchor = target.partition("#")
-        if path and not (root / path).exists():
+        if path and not (base / path).exists():
             problems.append(f"link to missing file {path}")
+        elif anchor and path.endswith(".md"):
+            other = re.sub(r"^```.*?^```", "", (base / path).read_text(), flags=re.S | re.M)
+            if anchor not in {_slug(h) for h in _headings(other)}:
+                problems.append(f"link to missing section {path}#{anchor}")
         if anchor and not path and anchor not in {_slug(h) for h in heads}:
             problems.append(f"link to missing section #{anchor}")
     for token in re.findall(r"`([^`\s]+)`", text):
@@ -153,16 +164,25 @@ def reference_problems(text: str, root: Path = REPO) -> list[str]:
     return problems
 
 
-def test_every_readme_reference_resolves():
-    assert reference_problems(README) == []
+@pytest.mark.parametrize("page", sorted(PAGES), ids=lambda p: str(p.relative_to(REPO)))
+def test_every_reference_of_the_readme_and_docs_resolves(page: Path):
+    assert reference_problems(PAGES[page], base=page.parent) == []
+
+
+def test_the_readme_is_a_first_screen_that_links_every_doc():
+    """Reference material lives in docs/; the README links each page of it."""
+    assert README.count("\n") < 250
+    for page in (REPO / "docs").glob("*.md"):
+        assert f"(docs/{page.name})" in README, page.name
 
 
 def test_reference_checker_catches_dangling_references():
     bad = ("Methods (DESIGN §6). See [x](docs/nothing.md) and [y](#no-such-section), "
            "`samplers/nothing.py`, see \"Nowhere\".\n## Speed\nsee \"Speed\", [ok](#speed), "
            "`samplers/base.py`, `results/<matrix>/report.md`\n")
-    got = reference_problems(bad)
-    assert len(got) == 5, got
+    got = reference_problems(bad + "[z](README.md#no-such-heading), [w](README.md#results)\n")
+    assert len(got) == 6, got
+    assert any("README.md#no-such-heading" in p for p in got)
     assert any("docs/nothing.md" in p for p in got) and any("#no-such-section" in p for p in got)
     assert any("samplers/nothing.py" in p for p in got) and any("Nowhere" in p for p in got)
     assert any("DESIGN" in p for p in got)
