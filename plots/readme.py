@@ -93,6 +93,32 @@ def methods_table(root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def noise_table(root: Path) -> str:
+    """The ``noise`` table of a label-noise matrix ``root``: per arm, final accuracy, the
+    paired difference against the reference, and the share of trained examples with a wrong
+    label (epochs.csv ``noisy_frac``; mean over epochs 1..E per run, then mean ± std over
+    seeds), also as a ratio to the reference's share (uniform sampling's is the noise rate)."""
+    summary = pd.read_csv(root / "summary.csv")
+    paired = pd.read_csv(root / "paired.csv")
+    if "noisy_frac" not in summary.columns:
+        raise ReadmeTableError(f"{root}: summary.csv has no noisy_frac column (not a label-noise matrix)")
+    refs = paired["reference"].dropna().unique()
+    if len(refs) != 1:
+        raise ReadmeTableError(f"{root}: paired.csv must name exactly one reference, got {list(refs)}")
+    ref = str(refs[0])
+    final = _final_rows(summary)
+    trained = summary[summary["epoch"] > 0].groupby(["arm", "run_id"])["noisy_frac"].mean()
+    share = trained.groupby("arm").mean()
+    lines = ["| arm | final acc % | vs " + ref + " (points) | wrong-label share of trained % | "
+             "vs " + ref + "'s share |", "|---|---|---|---|---|"]
+    order = final.groupby("arm")["test_acc"].mean().sort_values(ascending=False).index
+    for arm in order:
+        vs = "—" if arm == ref else _paired_cell(paired, str(arm))
+        lines.append(f"| {arm} | {_mean_std(final[final.arm == arm].test_acc, 100, 2)} | {vs} | "
+                     f"{_mean_std(trained.loc[arm], 100, 1)} | {share[arm] / share[ref]:.2f}× |")
+    return "\n".join(lines) + "\n"
+
+
 def budget_table(root: Path) -> str:
     """The ``budget`` table of the matrix folder ``root``: arms by budget."""
     summary = pd.read_csv(root / "summary.csv")
@@ -134,6 +160,7 @@ def leaderboard_table(root: Path) -> str:
 
 
 KINDS: dict[str, Callable[[Path], str]] = {"methods": methods_table, "budget": budget_table,
+                                           "noise": noise_table,
                                            "leaderboard": leaderboard_table}
 
 

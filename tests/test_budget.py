@@ -31,9 +31,12 @@ from sampler_fixtures import build, make_toy, reseed, run
 
 
 def _old_hash(spec: dict) -> str:
-    """The hash as computed before ``budget``/``validation``/``score_mode`` existed."""
-    body = {k: v for k, v in spec.items() if k not in ("matrix", "budget", "validation")}
+    """The hash as computed before ``budget``/``validation``/``score_mode`` (and the later
+    ``label_noise`` and ``model.stem``) existed."""
+    body = {k: v for k, v in spec.items() if k not in ("matrix", "budget", "validation",
+                                                       "label_noise")}
     body["sampler"] = {k: v for k, v in body["sampler"].items() if k != "score_mode"}
+    body["model"] = {k: v for k, v in body["model"].items() if k != "stem"}
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:8]
 
 
