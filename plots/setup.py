@@ -151,7 +151,18 @@ def common_table(res: MatrixResults, prov: Provenance) -> list[tuple[str, str]]:
 
     def model(s: dict[str, Any]) -> str:
         m = s.get("model") or {}
-        return f"{m.get('name', '?')}, width {_num(m.get('width', 1.0))}"
+        extra = "".join(f", {k} {_num(v)}" for k, v in m.items()
+                        if k not in ("name", "width") and not (k == "stem" and v == "cifar"))
+        return f"{m.get('name', '?')}, width {_num(m.get('width', 1.0))}{extra}"
+
+    def noise(s: dict[str, Any]) -> str:
+        n = s.get("label_noise")
+        if not n:
+            return "none"
+        if n.get("kind") == "human":
+            return f"human (CIFAR-N {n.get('labels')})"
+        rate = f"{100 * float(n.get('rate', 0)):g}%"
+        return f"{n['kind']} {rate}" + (f", map {n['map']}" if n.get("map") else "")
 
     rows = [("model", values(model)),
             ("epochs", values(lambda s: s.get("epochs", "?"))),
@@ -161,6 +172,8 @@ def common_table(res: MatrixResults, prov: Provenance) -> list[tuple[str, str]]:
         rows.append(("budget (fraction of each epoch trained)", _join(_num(b) for b in budgets)))
     data = "; ".join(f"{row['label']}" for _, row in res.datasets.iterrows())
     rows.append(("datasets", data))
+    if any(s.get("label_noise") for s in specs):  # clean matrices: no row (as before the key)
+        rows.append(("training-label noise (test labels clean)", values(noise)))
     seeds = sorted({int(s) for s in prov.runs["seed"].dropna()})
     per_arm = prov.runs.groupby("arm")["seed"].nunique()
     seed_text = f"{len(seeds)} ({', '.join(map(str, seeds))})"
