@@ -159,3 +159,18 @@ def write_run(matrix_dir: Path, run: FakeRun) -> Path:
 def write_matrix(matrix_dir: Path, runs: Iterable[FakeRun]) -> list[Path]:
     """Write several run folders into ``matrix_dir`` (e.g. ``tmp_path / "results" / name``)."""
     return [write_run(matrix_dir, run) for run in runs]
+
+
+def left_out_after(matrix_dir: Path, damage: Callable[[Path], Any]) -> Any:
+    """Write a good run (seed 0) and a run (seed 1) that ``damage`` breaks, load the matrix,
+    check only the good run's epochs are used, and return (matrix, the left-out run's row)."""
+    from plots.aggregate import load_matrix
+
+    good, broken = FakeRun(seed=0), FakeRun(seed=1)
+    write_run(matrix_dir, good)
+    damage(write_run(matrix_dir, broken))
+    res = load_matrix(matrix_dir)
+    assert list(res.epochs["run_id"].unique()) == [good.run_id()]
+    (row,) = res.left_out.itertuples()
+    assert row.run_id == broken.run_id()
+    return res, row
