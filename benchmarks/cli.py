@@ -34,6 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="never download; a missing dataset is an error")
     r.add_argument("--device", default=os.environ.get("DEVICE", "auto"),
                    help="cpu, cuda, cuda:N or auto (default: cuda if available)")
+    r.add_argument("--data-placement", default=os.environ.get("DATA_PLACEMENT", "auto"),
+                   metavar="auto|device|host",
+                   help="where the images live: on the device, or in pinned host memory the device "
+                        "reads in place; auto: the device if they take <= half its free memory "
+                        "(docs/speed.md; changes no number)")
     r.add_argument("--log", action="append", default=[], choices=("tensorboard", "wandb"),
                    help="also stream losses and epoch metrics to TensorBoard / W&B (offline unless "
                         "WANDB_MODE is set), into each run folder; repeatable. Needs the extra: "
@@ -137,6 +142,7 @@ def size_problems(spec: Any, n_train: int) -> list[str]:
 def cmd_run(args: argparse.Namespace) -> int:
     from . import estimate, faults, matrix, runner
     from .config import parse_set
+    from .placement import check_requested
     from .train import resolve_device
 
     if args.jobs < 1:
@@ -149,10 +155,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     specs = runner.shard(list(mat.runs), args.shard)
     device = str(resolve_device(args.device))
+    check_requested(args.data_placement)
     opts = runner.RunOptions(results=args.results, data_root=args.data_root,
                              download=args.download, device=args.device,
                              progress=runner.is_tty() and args.jobs == 1,
-                             log=tuple(dict.fromkeys(args.log)))
+                             log=tuple(dict.fromkeys(args.log)),
+                             data_placement=args.data_placement)
     statuses = {s.run_id: runner.read_status(runner.run_dir(opts, s)) for s in specs}
     done = sum(1 for v in statuses.values() if v in runner.FINISHED)
     pending = [s for s in specs if statuses[s.run_id] not in runner.FINISHED]
@@ -168,6 +176,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         unknown = f" ({est['unknown']} runs of unknown size)" if est["unknown"] else ""
         print(f"estimated cost of the runs to do: {estimate.format_range(est)} "
               f"on {device} with 1 job{unknown} (measured step time on this device)")
+        for line in estimate.placement_lines(pending, device, args.data_root, args.data_placement):
+            print(line)
         return 0
 
     if not pending:

@@ -43,6 +43,7 @@ from torch import Tensor
 from . import io, noise
 from .catalogue import BUILTINS, Builtin
 from .errors import UserError
+from .placement import Images
 from .splits import Split, write_npz_atomic  # noqa: F401 (the host format, re-exported)
 from .synthetic import SMOKE_DATASETS, write_smoke_dataset
 
@@ -624,41 +625,64 @@ def _ensure_writable(name: str, folder: Path) -> None:
 
 # ------------------------------------------------------------------------ device side
 class DeviceData:
-    """The whole split as uint8 on the training device; normalisation + augmentation vectorised there.
+    """The whole split as uint8 where the device reads it; normalisation + augmentation
+    vectorised on the device.
 
-    Images are stored NHWC uint8 (4x smaller than float, and 4x less to read per batch);
-    :meth:`augment` gathers each example's own random crop (zero padding ``crop_padding``,
-    like torchvision ``RandomCrop(32, padding=4)`` on uint8 images) and horizontal flip in a
-    single advanced-indexing op, then normalises. The gathered (b, H, W, 3) tensor viewed as
-    (b, 3, H, W) is already in channels_last layout, so ``channels_last=True`` costs no copy.
+    Images are stored NHWC uint8 (4x smaller than float, and 4x less to read per batch), on
+    the device or, with ``placement="host"``, in page-locked host memory that the device's
+    kernels read in place (:mod:`benchmarks.placement`; same bytes, same results).
+    :meth:`augment` gathers the batch's images, then each example's own random crop (zero
+    padding ``crop_padding``, like torchvision ``RandomCrop(32, padding=4)`` on uint8
+    images) and horizontal flip in one advanced-indexing op, then normalises. The gathered
+    (b, H, W, 3) tensor viewed as (b, 3, H, W) is already in channels_last layout, so
+    ``channels_last=True`` costs no copy.
     """
 
     def __init__(self, train: Split, test: Split, info: DatasetInfo, device: torch.device,
                  crop_padding: int = 4, flip: Optional[bool] = None, channels_last: bool = False,
-                 val: Optional[Split] = None) -> None:
+                 val: Optional[Split] = None, placement: str = "device") -> None:
         if crop_padding < 0:
             raise ValueError(f"crop_padding must be >= 0, got {crop_padding}")
         self.info = info
         self.device = torch.device(device)
+        self.placement = placement   # "device" or "host" (benchmarks/placement.py)
         self.crop_padding = int(crop_padding)
         self.flip = info.flip if flip is None else bool(flip)
         self.channels_last = bool(channels_last)
         self.n_train = len(train)
         self.n_test = len(test)
         self.num_classes = info.num_classes
-        self.x_train = torch.tensor(train.x, dtype=torch.uint8, device=self.device)   # (N, H, W, 3)
-        self.x_test = torch.tensor(test.x, dtype=torch.uint8, device=self.device)
+        # Images where the placement says (device, or page-locked host memory the device
+        # reads in place); labels always on the device (8 bytes an example).
+        self.train_x = Images(train.x, self.device, placement)    # (N, H, W, 3) uint8
+        self.test_x = Images(test.x, self.device, placement)
         self.y_train = torch.tensor(train.y, dtype=torch.int64, device=self.device)
         self.y_test = torch.tensor(test.y, dtype=torch.int64, device=self.device)
         self.n_val = 0 if val is None else len(val)
+        self.val_x: Optional[Images] = None
         if val is not None:  # held-out training examples, evaluated like the test split
-            self.x_val = torch.tensor(val.x, dtype=torch.uint8, device=self.device)
+            self.val_x = Images(val.x, self.device, placement)
             self.y_val = torch.tensor(val.y, dtype=torch.int64, device=self.device)
         self.height, self.width = int(train.x.shape[1]), int(train.x.shape[2])
         self._mean = torch.tensor(info.mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(info.std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self._rows = torch.arange(self.height, device=self.device)
         self._cols = torch.arange(self.width, device=self.device)
+
+    @property
+    def x_train(self) -> Tensor:
+        """The training images as device kernels read them (see :class:`Images`)."""
+        return self.train_x.tensor
+
+    @property
+    def x_test(self) -> Tensor:
+        return self.test_x.tensor
+
+    @property
+    def x_val(self) -> Tensor:
+        if self.val_x is None:
+            raise AttributeError("no validation split")
+        return self.val_x.tensor
 
     # -- helpers
     def normalize(self, x_uint8_nchw: Tensor) -> Tensor:
@@ -693,37 +717,49 @@ class DeviceData:
         col_ok = (cols >= 0) & (cols < self.width)
         rows = rows.clamp(0, self.height - 1)
         cols = cols.clamp(0, self.width - 1)
-        x = self.x_train[idx.to(dev)[:, None, None], rows[:, :, None], cols[:, None, :]]   # (b, H, W, 3)
+        # The b images first (whole rows: the only read of the split, from the device or
+        # through PCIe when host-resident), then each one's crop window from them.
+        src = self.train_x.rows(idx.to(dev))                                 # (b, H, W, 3)
+        own = torch.arange(b, device=dev)
+        x = src[own[:, None, None], rows[:, :, None], cols[:, None, :]]       # (b, H, W, 3)
         x = x * (row_ok[:, :, None] & col_ok[:, None, :]).unsqueeze(-1).to(torch.uint8)  # zero padding
         return self._finish(x)
 
     def plain(self, idx: Tensor) -> Tensor:
         """Normalised, un-augmented training inputs of ``idx`` (no crop, no flip)."""
-        return self._finish(self.x_train[idx.to(self.device)])
+        return self._finish(self.train_x.rows(idx.to(self.device)))
 
     def train_images(self, chunk: int = 8192) -> Tensor:
-        """Normalised, un-augmented training set, float32 (N, 3, H, W) (IMPON's feature cache).
+        """Normalised, un-augmented training set, float32 (N, 3, H, W) on the device.
 
         Filled in chunks so the only full-size allocation is the result itself.
         """
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         out = torch.empty((self.n_train, 3, self.height, self.width), dtype=torch.float32,
                           device=self.device, memory_format=fmt)
-        for s in range(0, self.n_train, chunk):
-            out[s:s + chunk] = self.normalize(self.x_train[s:s + chunk].permute(0, 3, 1, 2))
+        for s, x in self.train_image_chunks(chunk):
+            out[s:s + x.shape[0]] = x
         return out
+
+    def train_image_chunks(self, chunk: int = 8192) -> Iterator[tuple[int, Tensor]]:
+        """``(start, normalised un-augmented images)`` over the training set in order,
+        ``chunk`` at a time: what per-example features are built from without a full
+        float copy of the set (4x the uint8 images) on the device."""
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        for s, x in self.train_x.chunks(chunk):   # the run's layout: the same kernels after
+            yield s, self.normalize(x.permute(0, 3, 1, 2)).contiguous(memory_format=fmt)
 
     def test_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
         """Normalised test inputs (no augmentation) and labels, in order, ``batch_size`` at a time."""
-        yield from self._eval_batches(self.x_test, self.y_test, batch_size)
+        yield from self._eval_batches(self.test_x, self.y_test, batch_size)
 
     def val_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
         """Like :meth:`test_batches`, for the validation split (none: yields nothing)."""
-        if self.n_val:
-            yield from self._eval_batches(self.x_val, self.y_val, batch_size)
+        if self.val_x is not None and self.n_val:
+            yield from self._eval_batches(self.val_x, self.y_val, batch_size)
 
-    def _eval_batches(self, x: Tensor, y: Tensor, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+    def _eval_batches(self, x: Images, y: Tensor, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        for s in range(0, int(y.shape[0]), batch_size):
-            yield self._finish(x[s:s + batch_size]), y[s:s + batch_size]
+        for s, xs in x.chunks(batch_size):
+            yield self._finish(xs), y[s:s + batch_size]

@@ -264,3 +264,35 @@ def range_text(est: dict[str, Any]) -> str:
 def format_range(est: dict[str, Any]) -> str:
     """``"40 min (range 35 min-48 min ...)"``: the estimate with its uncertainty."""
     return f"{format_seconds(est['total'])} ({range_text(est)})"
+
+
+def data_bytes(spec: RunSpec, data_root: str | Path) -> int | None:
+    """uint8 bytes of the images a run loads (training split, validation carved from it,
+    test split) without loading them; None if the dataset's size is unknown."""
+    sizes = dataset_sizes(spec["dataset"], data_root, spec["subset"])
+    if sizes is None:
+        return None
+    side = image_size(spec["dataset"], data_root)
+    return (sizes[0] + sizes[1]) * side * side * 3
+
+
+def placement_lines(specs: list[RunSpec], device: str, data_root: str | Path,
+                    requested: str) -> list[str]:
+    """``--dry-run``'s lines on where each dataset's images will live
+    (:mod:`benchmarks.placement`): one per dataset and subset of the runs to do."""
+    from .placement import describe_auto
+
+    seen: dict[str, int | None] = {}
+    for s in specs:
+        subset = ",".join(f"{k}={v}" for k, v in sorted((s["subset"] or {}).items()) if v)
+        seen.setdefault(s["dataset"] + (f" [{subset}]" if subset else ""), data_bytes(s, data_root))
+    lines = []
+    for name, nbytes in seen.items():
+        if nbytes is None:
+            what = "size unknown until the data is prepared"
+        elif requested == "auto":
+            what = describe_auto(nbytes, device)
+        else:
+            what = f"{nbytes / 2 ** 30:.2f} GiB of uint8 images -> {requested} (--data-placement {requested})"
+        lines.append(f"data placement, {name}: {what}")
+    return lines

@@ -8,7 +8,8 @@ exercise runs in ``make test`` (sync-freedom via an op recorder, the amp/compile
 channels_last code paths); this script measures the rest on the user's GPU:
 
 1. the CUDA-only tests (``torch.cuda.set_sync_debug_mode("error")`` over the training step
-   of every sampler, CUDA data paths), via pytest;
+   of every sampler, with the images on the device and host-resident; CUDA data paths),
+   via pytest;
 2. ``make perf`` at its CUDA defaults (every sampler, the conventional pipeline, the loop
    efficiency), then uniform alone with each knob flipped: ``amp`` bf16, ``compile`` on,
    ``channels_last`` off;
@@ -42,7 +43,8 @@ from . import estimate, io, perf, provenance
 from .errors import UserError, cli_exit
 
 #: The tests that skip without CUDA (pytest ``-k`` over these files).
-CUDA_TESTS = ["tests/test_perf.py", "tests/test_samplers_common.py", "tests/test_data.py"]
+CUDA_TESTS = ["tests/test_perf.py", "tests/test_samplers_common.py", "tests/test_data.py",
+              "tests/test_placement.py"]
 CUDA_TEST_FILTER = "cuda or no_device_to_host_sync"
 #: Knob variants timed on uniform alone (the baseline is perf's defaults: amp off,
 #: compile off, channels_last on).
@@ -93,7 +95,7 @@ def concurrent_uniform_step(k: int, work: Path) -> float:
         paths.append(path)
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "benchmarks.perf", "--device", "cuda", "--samplers", "uniform",
-             "--no-conventional", "--rounds", "5", "--json", str(path)],
+             "--no-conventional", "--no-host-data", "--rounds", "5", "--json", str(path)],
             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     for p in procs:
         if p.wait() != 0:
@@ -127,10 +129,12 @@ def measure(data_root: Path, jobs: Sequence[int], skip_tests: bool) -> dict[str,
         res["perf"] = {"config": base["config"], "samplers": base["samplers"],
                        "loop_efficiency": base["loop_efficiency"],
                        "conventional": base.get("conventional"), "estimates": base.get("estimates"),
+                       "host_data": base.get("host_data"),
                        "report": perf.render(base)}
         res["knobs"] = {"baseline": base["samplers"]["uniform"]["step_ms"]}
         for name, extra in KNOB_VARIANTS.items():
-            r = run_perf(["--samplers", "uniform", "--no-conventional", *extra], work / "knob.json")
+            r = run_perf(["--samplers", "uniform", "--no-conventional", "--no-host-data", *extra],
+                         work / "knob.json")
             res["knobs"][name] = r["samplers"]["uniform"]["step_ms"]
         res["epoch"] = time_epoch(data_root, work)
         step_s = {k: v["step_ms"] / 1e3 for k, v in base["samplers"].items()}

@@ -20,9 +20,13 @@ from .traits import plot_traits
 
 
 def run_record(spec: RunSpec, status: str, error: str | None, info: Any, device: torch.device,
-               started: str, seconds: float | None) -> dict[str, Any]:
-    """The run.json content for ``status`` (``running``, ``done``, ``diverged``, ``failed``)."""
-    return {
+               started: str, seconds: float | None,
+               placement: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The run.json content for ``status`` (``running``, ``done``, ``diverged``, ``failed``).
+
+    ``placement``: where the images lived (``benchmarks.placement.Placement.to_dict``),
+    absent when the run never got that far; not part of the run's identity."""
+    record = {
         "run_id": spec.run_id, "status": status, "error": error, "spec": spec.to_dict(),
         "dataset": info.to_dict() if info is not None else {"name": spec["dataset"]},
         "versions": provenance.versions(), "device": provenance.device_name(device),
@@ -32,6 +36,9 @@ def run_record(spec: RunSpec, status: str, error: str | None, info: Any, device:
         # how the plots draw and report this method (they cannot import samplers)
         "plot_traits": plot_traits(spec["sampler"]["name"]),
     }
+    if placement is not None:
+        record["data_placement"] = placement
+    return record
 
 
 def record_setup_failure(spec: RunSpec, run_dir: Path, dev: torch.device, e: Exception) -> None:

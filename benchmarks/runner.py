@@ -61,6 +61,9 @@ class RunOptions:
     log_epochs: bool = False
     #: logger sinks (``--log tensorboard``/``wandb``, benchmarks/sinks.py); not in the RunSpec
     log: tuple[str, ...] = ()
+    #: ``--data-placement`` (benchmarks/placement.py): where the images live; not in the
+    #: RunSpec, because it changes no number
+    data_placement: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -218,7 +221,7 @@ def execute(spec: RunSpec, opts: RunOptions, device: str | None = None,
         try:
             result = train_one(spec, folder, data_root=Path(opts.data_root), download=opts.download,
                                device=device or opts.device, progress=opts.progress, on_epoch=on_epoch,
-                               log=tuple(opts.log))
+                               log=tuple(opts.log), data_placement=opts.data_placement)
         except KeyboardInterrupt:
             raise
         except (UserError, RunFolderError) as e:  # one line: what is wrong, how to fix it

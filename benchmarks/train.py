@@ -26,7 +26,7 @@ import torch.nn.functional as F
 import samplers
 from samplers.impon import weight_frobenius_norm
 
-from . import faults, io, network
+from . import faults, io, network, placement
 from .aux_model import train_aux_model
 from .config import RunSpec
 from .data import DeviceData, load_run_data
@@ -76,8 +76,10 @@ class Trainer:
     """Everything one run needs, built once; ``run()`` trains to the end (or resumes)."""
 
     def __init__(self, spec: RunSpec, run_dir: Path, *, data_root: Path, download: bool,
-                 device: torch.device, progress: bool = False) -> None:
+                 device: torch.device, progress: bool = False,
+                 data_placement: str = "auto") -> None:
         self.spec, self.run_dir, self.device, self.progress = spec, Path(run_dir), device, progress
+        placement.check_requested(data_placement)
         train, test, val, self.info = load_run_data(spec["dataset"], data_root, download,
                                                     spec["subset"], spec["validation"],
                                                     spec["label_noise"])
@@ -91,10 +93,15 @@ class Trainer:
                             f"{spec['dataset']} ({self.info.n_train} examples); lower bank_size")
         flip = spec["augment"]["flip"]
         self.cuda = device.type == "cuda"
+        # Images on the device, or page-locked on the host and read in place when they
+        # would crowd the device (benchmarks/placement.py); the same bytes either way.
+        data_bytes = sum(int(s.x.nbytes) for s in (train, test, val) if s is not None)
+        self.placement = placement.decide(data_placement, data_bytes, device)
         self.data = DeviceData(train, test, self.info, device,
                                crop_padding=spec["augment"]["crop_padding"],
                                flip=None if flip == "auto" else bool(flip),
-                               channels_last=spec["channels_last"], val=val)
+                               channels_last=spec["channels_last"], val=val,
+                               placement=self.placement.where)
         self.val_row: dict[str, float] = {}  # val_loss/val_acc of the last evaluate()
         # Label noise (benchmarks/noise.py): a device mask of the training examples whose
         # label is wrong. The trainer counts how many of the examples each epoch trained
@@ -126,6 +133,7 @@ class Trainer:
             labels=self.data.y_train, num_classes=self.info.num_classes,
             weight_norm_fn=lambda: weight_frobenius_norm(net), augment_fn=self._augment,
             score_fn=self._score, images_fn=self.data.train_images,
+            image_chunks_fn=self.data.train_image_chunks,
             score_eval_fn=self._score_eval, budget=spec["budget"],
             diagnose_augment_fn=lambda idx: self.data.augment(idx, self.diag_gen),
             diagnose_score_fn=self._score_diagnostic, epochs=spec["epochs"],
@@ -475,7 +483,7 @@ class _SpanTimer:
 def train_one(spec: RunSpec, run_dir: Path, *, data_root: Path, download: bool = True,
               device: str | torch.device = "auto", progress: bool = False,
               on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
-              log: tuple[str, ...] = ()) -> RunResult:
+              log: tuple[str, ...] = (), data_placement: str = "auto") -> RunResult:
     """Train ``spec`` into ``run_dir`` (resuming from its checkpoint if there is one).
 
     Raises UserError for an unwritable ``run_dir`` before touching it. A failure while
@@ -491,12 +499,13 @@ def train_one(spec: RunSpec, run_dir: Path, *, data_root: Path, download: bool =
         raise UserError(f"results folder {run_dir}: {problem}; choose another with --results DIR")
     try:
         trainer = Trainer(spec, run_dir, data_root=Path(data_root), download=download, device=dev,
-                          progress=progress)
+                          progress=progress, data_placement=data_placement)
     except Exception as e:
         record_setup_failure(spec, run_dir, dev, e)
         raise
     run_dir.mkdir(parents=True, exist_ok=True)
     io.write_yaml(run_dir / "config.yaml", spec.to_dict())
+    placed = trainer.placement.to_dict()
     started = dt.datetime.now(dt.timezone.utc).isoformat()
     previous = run_dir / "run.json"
     before: dict[str, Any] = {}
@@ -512,10 +521,10 @@ def train_one(spec: RunSpec, run_dir: Path, *, data_root: Path, download: bool =
     try:  # before run.json is rewritten, so the provenance of the rows so far survives
         trainer.files.resume_state(dev, recorded.get("fingerprint"))
     except RunFolderError as e:
-        failed = run_record(spec, "failed", str(e), trainer.info, dev, started, 0.0)
+        failed = run_record(spec, "failed", str(e), trainer.info, dev, started, 0.0, placed)
         io.write_json(previous, {**failed, "dataset": recorded or failed["dataset"]})
         raise
-    io.write_json(previous, run_record(spec, "running", None, trainer.info, dev, started, None))
+    io.write_json(previous, run_record(spec, "running", None, trainer.info, dev, started, None, placed))
     # --log sinks (benchmarks/sinks.py): fed from the checkpointed rows after each epoch
     sinks = Sinks(log, spec, run_dir, lambda: trainer.epoch_rows, trainer.files.iter_path, started)
     try:
@@ -525,8 +534,8 @@ def train_one(spec: RunSpec, run_dir: Path, *, data_root: Path, download: bool =
         sinks.abort()
         status = "failed"
         io.write_json(previous, run_record(spec, status, f"{type(e).__name__}: {e}", trainer.info,
-                                          dev, started, time.perf_counter() - t0))
+                                          dev, started, time.perf_counter() - t0, placed))
         raise
     io.write_json(previous, run_record(spec, result.status, result.error, trainer.info, dev,
-                                      started, time.perf_counter() - t0))
+                                      started, time.perf_counter() - t0, placed))
     return result

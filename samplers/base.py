@@ -19,7 +19,7 @@ Rules every sampler follows:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import torch
 from torch import Tensor
@@ -105,6 +105,11 @@ class StepContext:
     #: indices -> their *un-augmented*, normalised training inputs (a full-data loss
     #: recomputation, e.g. online batch selection's). ``None``: ``images_fn()[idx]``.
     plain_fn: Optional[Callable[[Tensor], Tensor]] = None
+    #: the training set as :meth:`features` reads it, chunk by chunk: an iterator of
+    #: ``(start, images)`` with ``images`` normalised, un-augmented float (n, C, H, W) on the
+    #: device, in order. Builds features without a full float copy of the set (4x its uint8
+    #: images), which data too large for the device cannot afford. ``None``: ``images_fn()``.
+    image_chunks_fn: Optional[Callable[[], Iterable[tuple[int, Tensor]]]] = None
     #: trains a fresh auxiliary model (RHO-LOSS's irreducible-loss model); see
     #: :meth:`train_aux_model` for the contract.
     train_aux_fn: Optional[Callable[..., Tensor]] = None
@@ -223,15 +228,25 @@ class StepContext:
     def _build_features(self, kind: str) -> Tensor:
         parts = []
         if kind in ("pixels", "pooled", "pooled+label"):
-            if self.images_fn is None:
+            if self.image_chunks_fn is None and self.images_fn is None:
                 raise ValueError(f"features={kind!r} needs images: give StepContext an images_fn")
-            images = self.images_fn().float()
-            if kind != "pixels":
-                images = torch.nn.functional.avg_pool2d(images, kernel_size=4)
-            parts.append(images.reshape(images.shape[0], -1))
+            chunks = (self.image_chunks_fn() if self.image_chunks_fn is not None
+                      else [(0, self.images_fn())])
+            out: Optional[Tensor] = None
+            for start, images in chunks:   # per example, so chunking changes no value
+                images = images.float()
+                if kind != "pixels":
+                    images = torch.nn.functional.avg_pool2d(images, kernel_size=4)
+                rows = images.reshape(images.shape[0], -1)
+                if out is None:
+                    out = torch.empty((self.n_train, rows.shape[1]), dtype=rows.dtype,
+                                      device=self.device)
+                out[start:start + rows.shape[0]] = rows
+            assert out is not None
+            parts.append(out)
         if kind in ("label", "pooled+label"):
-            parts.append(torch.nn.functional.one_hot(self.labels, self.num_classes).float())
-        return torch.cat(parts, dim=1).to(self.device).contiguous()
+            parts.append(torch.nn.functional.one_hot(self.labels, self.num_classes).float().to(self.device))
+        return parts[0].contiguous() if len(parts) == 1 else torch.cat(parts, dim=1).contiguous()
 
 
 @dataclass(frozen=True)

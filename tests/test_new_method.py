@@ -72,7 +72,9 @@ def test_the_readme_method_runs_through_the_whole_suite(new_method, monkeypatch,
     monkeypatch.setattr(common, "CONFIGS", configs)
     common.test_same_seed_same_batches("loss_proportional")
     common.test_state_dict_round_trip_mid_epoch_continues_identically("loss_proportional")
-    test_sync.test_train_step_and_begin_epoch_never_sync("loss_proportional", tmp_path / "sync")
+    for placement in ("device", "host"):   # the images on the device, and host-resident
+        test_sync.test_train_step_and_begin_epoch_never_sync("loss_proportional", placement,
+                                                             tmp_path / f"sync-{placement}")
 
     # make perf times every registered sampler
     from benchmarks.perf import setup

@@ -29,7 +29,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def _trainer(tmp_path: Path, sampler: dict, **top) -> Trainer:
+def _trainer(tmp_path: Path, sampler: dict, placement: str = "device", **top) -> Trainer:
     root = tmp_path / "data"
     if not (root / "tiny").exists():
         make_prepared(root, "tiny", n_train=N_TRAIN, n_test=32, num_classes=10, seed=0)
@@ -38,7 +38,7 @@ def _trainer(tmp_path: Path, sampler: dict, **top) -> Trainer:
                               "optimizer": {"name": "sgd", "lr": 0.05}, "sampler": sampler,
                               **top})
     return Trainer(spec, tmp_path / "run", data_root=root, download=False,
-                   device=torch.device("cpu"))
+                   device=torch.device("cpu"), data_placement=placement)
 
 
 def _epoch_expected(case, rec) -> Counter:
@@ -47,15 +47,19 @@ def _epoch_expected(case, rec) -> Counter:
     return (case.expected(rec.score_calls) if rec.score_calls else Counter()) + case.epoch_expected
 
 
+@pytest.mark.parametrize("placement", ["device", "host"])
 @pytest.mark.parametrize("name", samplers.available())
-def test_train_step_and_begin_epoch_never_sync(name: str, tmp_path: Path):
+def test_train_step_and_begin_epoch_never_sync(name: str, placement: str, tmp_path: Path):
     """Every registered sampler (new ones are picked up automatically): begin_epoch of the
     first and second epoch and steps past the end of an epoch's draw (uniform's new
     permutation and p/c-SGD's redraw inside next_batch) issue no op that syncs on CUDA,
-    except a sampler's documented, counted ones (Selective Backprop: one per chunk)."""
+    except a sampler's documented, counted ones (Selective Backprop: one per chunk); with
+    the images on the device and host-resident (``--data-placement host``: the gathers
+    take their indices on the device, never on the host)."""
     case = sampler_case(name, N_TRAIN, BATCH)
     params = dict(case.params)
-    trainer = _trainer(tmp_path, {"name": name, **params})
+    trainer = _trainer(tmp_path, {"name": name, **params}, placement)
+    assert trainer.data.placement == placement
     first = record_call(trainer, lambda: trainer.begin_epoch(1))
     if not case.once_per_run_setup:
         assert_no_sync(first.recorder, _epoch_expected(case, first), f"{name} begin_epoch(1)")
