@@ -48,7 +48,7 @@ def test_cpu_tiny_run_prints_table_and_writes_json(tmp_path, capsys):
     assert out.startswith("device: cpu")
     assert "synthetic (256 random uint8" in out and "torch " + torch.__version__ in out
     rows = _table_rows(out)
-    assert list(rows) == ["uniform", "impon", "model", "conventional"]
+    assert list(rows) == ["uniform", "impon", "uniform (host-resident data)", "model", "conventional"]
     for label, cells in rows.items():
         images_s, step_ms, ratio, fwd = (_num(c) for c in cells[:4])
         for v in (images_s, step_ms, ratio, fwd):
@@ -58,6 +58,7 @@ def test_cpu_tiny_run_prints_table_and_writes_json(tmp_path, capsys):
     assert _num(rows["uniform"][2]) == 1.0
     assert "ours (uniform) / conventional images/s = " in out
     assert "target impon step <= 1.05x uniform" in out
+    assert re.search(r"host-resident data .*: step time [\d.]+x device-resident", out), out
     eff = re.search(r"loop efficiency \(pure model step.*?\): uniform ([\d.]+) \((met|NOT met) "
                     r">= 0.95\), impon ([\d.]+)", out)
     assert eff, out
@@ -67,8 +68,11 @@ def test_cpu_tiny_run_prints_table_and_writes_json(tmp_path, capsys):
     assert {"device", "torch", "config", "dataset", "memory", "entries", "samplers",
             "targets", "conventional"} <= set(data)
     assert set(data["samplers"]) == {"uniform", "impon"}
-    assert set(data["entries"]) == {"uniform", "impon", "model", "conventional"}
-    assert set(data["loop_efficiency"]) == {"uniform", "impon"}
+    assert set(data["entries"]) == {"uniform", "impon", "uniform (host-resident data)", "model",
+                                    "conventional"}
+    assert set(data["loop_efficiency"]) == {"uniform", "impon", "uniform (host-resident data)"}
+    host = data["host_data"]
+    assert host["ratio_to_device"] == data["entries"]["uniform (host-resident data)"]["ratio_to_uniform"] > 0
     keys = {"images_per_s", "step_ms", "ratio_to_uniform", "ratio_rounds", "step_ms_rounds",
             "start_epoch_ms", "forwards_per_step", "peak_memory_mib", "resident_mib"}
     for row in data["entries"].values():
@@ -84,10 +88,13 @@ def test_cpu_tiny_run_prints_table_and_writes_json(tmp_path, capsys):
 
 
 def test_selection_forwards_are_counted(capsys):
-    res = perf.main([*TINY, "--samplers", "loss_oracle", "--no-conventional"])
-    capsys.readouterr()
+    res = perf.main([*TINY, "--samplers", "loss_oracle", "--no-conventional", "--no-host-data"])
+    out = capsys.readouterr().out
     assert set(res["entries"]) == {"uniform", "loss_oracle", "model"}  # uniform always timed
     assert res["entries"]["loss_oracle"]["forwards_per_step"] == 128 + 200  # batch + bank
+    # a sampler that forwards more than it trains gets its cost line (no per-name table)
+    assert set(res["selection_forwards"]) == {"loss_oracle"} and "host_data" not in res
+    assert "loss_oracle selection forwards: step time" in out and "(2.56 per trained example)" in out
 
 
 def test_conventional_with_a_worker_process(capsys):
@@ -165,10 +172,12 @@ NO_SYNC_SAMPLERS = [s for s in perf.SAMPLERS if s != "selective_backprop"]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("placement", ["device", "host"])
 @pytest.mark.parametrize("amp", ["off", "bf16"])
 @pytest.mark.parametrize("label", NO_SYNC_SAMPLERS)
-def test_train_step_never_syncs_on_cuda(label: str, amp: str, tmp_path: Path):
-    """Nothing in the training step forces a device->host sync.
+def test_train_step_never_syncs_on_cuda(label: str, amp: str, placement: str, tmp_path: Path):
+    """Nothing in the training step forces a device->host sync, with the images on the
+    device or host-resident (``--data-placement host``, read by the device in place).
 
     Selective Backprop is exempt (documented in samplers.selective_backprop: how many
     candidate chunks it scores depends on its keep decisions, one small sync per chunk).
@@ -180,7 +189,8 @@ def test_train_step_never_syncs_on_cuda(label: str, amp: str, tmp_path: Path):
                         "--bank-size", "128", "--amp", amp])
     spec = perf.make_spec(label, args, "tiny", None)
     trainer = Trainer(spec, tmp_path / "run", data_root=tmp_path, download=False,
-                      device=torch.device("cuda"))
+                      device=torch.device("cuda"), data_placement=placement)
+    assert trainer.data.placement == placement
     trainer.begin_epoch(1)
     trainer.train_step(0.1)  # first-call allocations (momentum buffers) outside the check
     torch.cuda.synchronize()

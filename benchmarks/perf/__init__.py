@@ -4,8 +4,8 @@
         [--n-train N] [--steps S] [--rounds 3] [--warmup W]
         [--data-root DIR --dataset NAME] [--amp off|bf16]
         [--channels-last/--no-channels-last] [--compile] [--samplers uniform,impon,...]
-        [--bank-size 200] [--conventional/--no-conventional] [--workers N] [--seed 0]
-        [--json PATH]
+        [--bank-size 200] [--conventional/--no-conventional] [--host-data/--no-host-data]
+        [--workers N] [--seed 0] [--json PATH]
 
 What is timed. For each sampler a real :class:`benchmarks.train.Trainer` (same model,
 batch, SGD, data and knobs for all of them) runs ``begin_epoch`` and then ``steps``
@@ -17,6 +17,12 @@ script does: a ``Dataset`` handing out PIL images through torchvision transforms
 (RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor, Normalize with the same
 mean/std), a ``DataLoader`` with worker processes, the same ResNet-18, SGD and per-example
 loss. Its ratio to our uniform step says what the on-device data path is worth.
+
+*Host-resident data* (``--host-data``, on by default): uniform once more, its images in
+page-locked host memory that the device reads in place (``--data-placement host``,
+:mod:`benchmarks.placement`); its step time over uniform's, per round, is what keeping data
+that does not fit the device in host memory costs. On a CPU both placements are host
+memory, so there the ratio checks the code path, not a bus.
 
 Defaults per device (``setup.DEVICE_DEFAULTS``): on CUDA the real sizes (width 1, 50,000
 synthetic images, 20 steps); on CPU a width-0.25 model on 4,096 images and 6 steps, so that
@@ -70,7 +76,7 @@ from .report import (EFFICIENCY_TARGET, TARGET_RATIO, TARGETED, arm_label, epoch
                      _median, loop_efficiency, matrix_estimate, render, summarise)
 from .setup import (BANKED, SAMPLERS, SYNTHETIC, _log, _parse, build_parser, make_spec,
                     visiting_order, write_synthetic)
-from .timing import MIB, MODEL, Device, Entry, ModelEntry, SamplerEntry
+from .timing import HOST, MIB, MODEL, Device, Entry, ModelEntry, SamplerEntry
 
 
 # ----------------------------------------------------------------------------- main
@@ -106,6 +112,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 entry.warm_up(dev, args.warmup, before)
                 entries.append(entry)
                 _log(f"built + warmed up {label} ({time.perf_counter() - t0:.1f} s)")
+            if args.host_data:  # the same uniform run, its images in pinned host memory
+                t0 = time.perf_counter()
+                before = dev.allocated()
+                spec = make_spec("uniform", args, dataset, subset)
+                trainer = Trainer(spec, tmp_path / "runs" / "host", data_root=data_root,
+                                  download=False, device=device, data_placement="host")
+                entry = SamplerEntry(HOST, trainer)
+                entry.warm_up(dev, args.warmup, before)
+                entries.append(entry)
+                _log(f"built + warmed up {HOST} ({time.perf_counter() - t0:.1f} s)")
             first = entries[0].trainer  # type: ignore[attr-defined]
             info = first.info
             if description is None:
@@ -161,7 +177,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         " Own resident = RSS growth while the entry was built and warmed up (the first"
                         " entry's includes one-time process costs: libraries, thread pools)."}),
             "entries": rows,
-            "samplers": {k: v for k, v in rows.items() if k not in (CONVENTIONAL, MODEL)},
+            "samplers": {k: v for k, v in rows.items() if k not in (CONVENTIONAL, MODEL, HOST)},
             "loop_efficiency": loop_efficiency(entries),
             "targets": {k: {"ratio": rows[k]["ratio_to_uniform"],
                             "met": rows[k]["ratio_to_uniform"] <= TARGET_RATIO,
@@ -177,12 +193,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             res["conventional"] = {**rows[CONVENTIONAL], "workers": args.workers,
                                    "ours_over_conventional": ours, "target_met": ours >= 1.0,
                                    "batch_build_ms_in_process": c.batch_build_s * 1e3}
-        if "selective_backprop" in rows:
-            sb = rows["selective_backprop"]
-            res["selective_backprop_extra"] = {
-                "extra_step_pct": (sb["ratio_to_uniform"] - 1) * 100,
-                "forwards_per_step": sb["forwards_per_step"],
-                "forwards_per_trained": sb["forwards_per_step"] / args.batch_size}
+        if HOST in rows:
+            h = rows[HOST]
+            res["host_data"] = {"ratio_to_device": h["ratio_to_uniform"],
+                                "ratio_rounds": h["ratio_rounds"], "step_ms": h["step_ms"],
+                                "resident_mib": h["resident_mib"]}
+        # Every sampler that forwards more examples than it trains (scoring candidates, a
+        # bank, a presample): what that costs next to uniform. From the rows, no names.
+        extra = {k: {"extra_step_pct": (v["ratio_to_uniform"] - 1) * 100,
+                     "forwards_per_step": v["forwards_per_step"],
+                     "forwards_per_trained": v["forwards_per_step"] / args.batch_size}
+                 for k, v in res["samplers"].items() if v["forwards_per_step"] > args.batch_size}
+        if extra:
+            res["selection_forwards"] = extra
         if dev.cuda:
             step_s = {k: v["step_ms"] / 1e3 for k, v in res["samplers"].items()}
             res["estimates"] = {"epoch_seconds": epoch_estimates(step_s, args.batch_size),

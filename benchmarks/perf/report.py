@@ -178,11 +178,18 @@ def render(res: dict[str, Any]) -> str:
                      f"{t['ratio']:.3f} -> {'met' if t['met'] else 'NOT met'} (its selection "
                      f"itself: {100 * t['selection_share']:.2f}% of a step, uniform's "
                      f"{100 * t['uniform_selection_share']:.2f}%)")
-    sb = res.get("selective_backprop_extra")
-    if sb is not None:
-        lines.append(f"selective_backprop extra cost: step time {sb['extra_step_pct']:+.1f}% vs "
-                     f"uniform, {sb['forwards_per_step']:.0f} examples forwarded per step "
-                     f"({sb['forwards_per_trained']:.2f} per trained example)")
+    host = res.get("host_data")
+    if host is not None:
+        rr = host["ratio_rounds"]
+        lines.append(f"host-resident data (uniform, images in page-locked host memory read by the "
+                     f"device in place, --data-placement host): step time {host['ratio_to_device']:.3f}x "
+                     f"device-resident [{min(rr):.3f}, {max(rr):.3f}]"
+                     + ("" if res["cuda"] else " (on a CPU both are host memory: this checks the "
+                        "code path, not a bus)"))
+    for label, x in (res.get("selection_forwards") or {}).items():
+        lines.append(f"{label} selection forwards: step time {x['extra_step_pct']:+.1f}% vs "
+                     f"uniform, {x['forwards_per_step']:.0f} examples forwarded per step "
+                     f"({x['forwards_per_trained']:.2f} per trained example)")
     est = res.get("estimates")
     if est:
         ep = ", ".join(f"{k} {estimate.format_seconds(v)}" for k, v in est["epoch_seconds"].items())

@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--bank-size", type=int, default=200, help=f"bank of {', '.join(BANKED)}")
     ap.add_argument("--conventional", action=argparse.BooleanOptionalAction, default=True,
                     help="also time the torchvision Dataset/DataLoader pipeline")
+    ap.add_argument("--host-data", action=argparse.BooleanOptionalAction, default=True,
+                    help="also time uniform with its images host-resident (--data-placement host: "
+                         "pinned host memory read by the device in place), as a ratio to uniform")
     ap.add_argument("--workers", type=int, default=None,
                     help="DataLoader workers of the conventional pipeline (default min(4, CPUs); "
                          "1 on CPU)")

@@ -203,6 +203,8 @@ class SamplerEntry(Entry):
 
 
 MODEL = "model"
+#: uniform with host-resident images (``--data-placement host``; benchmarks/placement.py)
+HOST = "uniform (host-resident data)"
 
 
 class ModelEntry(Entry):
