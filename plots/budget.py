@@ -22,7 +22,7 @@ from matplotlib.lines import Line2D
 
 from .aggregate import MatrixResults
 from .figures import finish_figure, panel_canvas
-from .style import arm_colour, arm_order, paper_style
+from .style import arm_order, arm_palette, paper_style
 
 STEM = "budget_accuracy"
 CAPTION = ("Final test accuracy (after the last epoch) vs training budget f: each epoch "
@@ -61,17 +61,18 @@ def budget_accuracy(res: MatrixResults, out_dir: Path | None = None) -> Figure |
     table = budget_table(res)
     styles = res.arm_styles
     arms = arm_order(pts["arm"].unique(), styles)
-    # by arm name only, as this figure has always coloured them: an arm no method names
-    # (unif_sgd_rs2_wor) gets its name prefix's family or a hashed colour here, its
-    # sampler's family shade in the other figures (kept: committed figures stay identical)
-    handles = [Line2D([], [], color=arm_colour(arm, table=styles), marker="o", linewidth=1.6, markersize=4,
+    # the palette of the other figures (arm -> its sampler's family shade), so an arm no
+    # method names (unif_sgd_rs2_wor) has one colour in every figure of the matrix
+    samplers = dict(zip(res.epochs["arm"].astype(str), res.epochs["sampler"].astype(str)))
+    palette = arm_palette(res.epochs["arm"].astype(str), samplers, styles)
+    handles = [Line2D([], [], color=palette[arm], marker="o", linewidth=1.6, markersize=4,
                       label=arm) for arm in arms]
     with paper_style():
         # the same canvas as every other figure: panels, then a legend strip, then the caption
         canvas, axes = panel_canvas(res, len(arms), CAPTION)
         for panel, ax in axes.items():
             for k, arm in enumerate(arms):
-                colour = arm_colour(arm, table=styles)
+                colour = palette[arm]
                 line = table[(table["panel"] == panel) & (table["arm"] == arm)].sort_values("budget")
                 if line.empty:
                     continue

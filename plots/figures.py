@@ -435,7 +435,7 @@ def ablation_skip_reason(res: MatrixResults) -> str | None:
         return None
     banks = res.epochs.dropna(subset=["bank_size"]).groupby("arm")["bank_size"].unique()
     if banks.empty:
-        return "no arm has a bank size (no impon / loss_oracle runs)"
+        return "no arm has a bank size (no run of a sampler with a bank)"
     found = "; ".join(f"{a}: {', '.join(str(int(b)) for b in sorted(v))}"
                       for a, v in banks.items())
     return f"needs ≥2 bank sizes for one arm on one dataset; found {found}"
