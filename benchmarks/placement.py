@@ -225,6 +225,8 @@ class _HostView:
 
 def _cuda_view(host: Tensor, device: torch.device) -> Tensor:
     """A CUDA tensor on ``device`` over ``host``'s memory (no copy), checked once."""
+    if device.index is None:   # "cuda" means the current device; the view names its index
+        device = torch.device("cuda", torch.cuda.current_device())
     view = torch.as_tensor(_HostView(host, device))
     if view.device != device or view.data_ptr() != host.data_ptr():
         raise UserError(f"--data-placement host: the device view of host memory landed on "

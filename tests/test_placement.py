@@ -187,7 +187,7 @@ def test_host_resident_cuda_view_gathers_the_same_batches_without_a_sync(root):
     cuda = torch.device("cuda")
     dev = DeviceData(train, test, info, cuda, placement="device")
     host = DeviceData(train, test, info, cuda, placement="host")
-    assert host.x_train.device == cuda and host.x_train.data_ptr() == host.train_x.host.data_ptr()
+    assert host.x_train.is_cuda and host.x_train.data_ptr() == host.train_x.host.data_ptr()
     idx = torch.randint(0, dev.n_train, (BATCH,), device=cuda)
     g1, g2 = torch.Generator(device=cuda), torch.Generator(device=cuda)
     g1.manual_seed(3)
