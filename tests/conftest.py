@@ -70,3 +70,16 @@ def wait_paused(proc) -> str:
         if line.startswith(PAUSED_LINE):
             return line
     pytest.fail("the first runner ended without reaching the pause point")
+
+
+class Interrupt(Exception):
+    """Raised by :func:`stop_after`: a run stopped as if killed right after a checkpoint."""
+
+
+def stop_after(epoch: int):
+    """An ``on_epoch`` hook that raises :class:`Interrupt` once epoch ``epoch`` is
+    checkpointed (the runner calls ``on_epoch`` after each epoch's checkpoint)."""
+    def hook(e: int, row: dict) -> None:
+        if e == epoch:
+            raise Interrupt
+    return hook

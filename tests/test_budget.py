@@ -25,6 +25,7 @@ from benchmarks.optim import lr_at
 from benchmarks.train import Trainer, train_one
 from samplers.uniform import Uniform
 from sampler_fixtures import build, make_toy, reseed, run
+from conftest import Interrupt, stop_after
 
 
 # --------------------------------------------------------------------------- the key
@@ -130,19 +131,12 @@ def test_epoch_steps_hook_sets_each_epoch_and_resume_replays(fewer_steps, tiny_r
     pos = [schedule_position(e, i, n, 6) for e, n in ((1, 6), (2, 5), (3, 4)) for i in range(n)]
     assert it.lr.tolist() == pytest.approx([lr_at(p, 18, 6, 0.05, plan) for p in pos])
 
-    class Stop(Exception):
-        pass
-
-    def stop_after_first(epoch, row):
-        if epoch == 1:
-            raise Stop
-
     d = tmp_path / "resumed"
     run_spec = RunSpec.from_dict({"matrix": "t", **spec})
     d.mkdir()
     trainer = Trainer(run_spec, d, data_root=tiny_root, download=False, device=torch.device("cpu"))
-    with pytest.raises(Stop):
-        trainer.run(stop_after_first)                               # checkpoint of epoch 1 on disk
+    with pytest.raises(Interrupt):
+        trainer.run(stop_after(1))                                  # checkpoint of epoch 1 on disk
     assert train_one(run_spec, d, data_root=tiny_root, download=False, device="cpu").status == "done"
     assert (d / "iterations.csv").read_bytes() == (tmp_path / "full" / "iterations.csv").read_bytes()
 

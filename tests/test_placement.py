@@ -26,7 +26,7 @@ from benchmarks.config import RunSpec
 from benchmarks.errors import UserError
 from benchmarks.placement import DEVICE_FRACTION, Images, decide
 from benchmarks.train import train_one
-from conftest import TINY_DEFAULTS, run_cli
+from conftest import TINY_DEFAULTS, Interrupt, run_cli, stop_after
 from data_fixtures import make_prepared
 from sync_harness import sampler_case
 
@@ -141,17 +141,10 @@ def test_a_run_resumes_across_placements(root, tmp_path):
     ref = tmp_path / "ref"
     assert train_one(spec, ref, data_root=root, download=False, device="cpu").status == "done"
 
-    class Stop(Exception):
-        pass
-
-    def stop_after_1(epoch, row):
-        if epoch == 1:
-            raise Stop
-
     cut = tmp_path / "cut"
-    with pytest.raises(Stop):
+    with pytest.raises(Interrupt):
         train_one(spec, cut, data_root=root, download=False, device="cpu",
-                  data_placement="device", on_epoch=stop_after_1)
+                  data_placement="device", on_epoch=stop_after(1))
     assert train_one(spec, cut, data_root=root, download=False, device="cpu",
                      data_placement="host").status == "done"
     for table in ("epochs.csv", "iterations.csv"):
