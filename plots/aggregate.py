@@ -213,7 +213,7 @@ def load_matrix(root: Path | str) -> MatrixResults:
 
 _RUN_COLUMNS = ["run_id", "folder", "status", "included", "reason", "error", "dataset",
                 "n_train", "n_test", "subset", "arm", "sampler", "bank_size", "seed",
-                "device", "seconds", "matrix", "flat_spec", "plot_traits"]
+                "device", "seconds", "matrix", "flat_spec", "plot_traits", "noise_fraction"]
 
 
 def _load_run(folder: Path) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame] | None:
@@ -285,7 +285,16 @@ def _describe(folder: Path, info: dict[str, Any], spec: dict[str, Any]) -> dict[
         "matrix": spec.get("matrix"),
         "flat_spec": _flatten(spec),
         "plot_traits": info.get(RUN_KEY) if isinstance(info.get(RUN_KEY), dict) else None,
+        # the share of wrong training labels the run recorded (label_noise), else None
+        "noise_fraction": _finite_or_none((data.get("label_noise") or {}).get("fraction")
+                                          if isinstance(data.get("label_noise"), dict) else None),
     }
+
+
+def _finite_or_none(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 def _read_csv(path: Path, required: Sequence[str]) -> pd.DataFrame:

@@ -3,15 +3,14 @@
 Why a figure of its own (and not a sampler's diagnostic): the count comes from the
 trainer (epochs.csv ``noisy_frac``, any sampler, see ``benchmarks/noise.py``), so every arm
 of a noisy matrix has it. The reference line is the fraction of wrong training labels the
-run recorded (``run.json`` -> ``dataset.label_noise.fraction``), what uniform sampling
+run recorded (``run.json`` -> ``dataset.label_noise.fraction``, the runs table's
+``noise_fraction``), what uniform sampling
 trains on in expectation: a curve above it trains on mislabeled examples more often than
 chance (loss-based selection's known failure), one below it avoids them.
 """
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import matplotlib.ticker as mticker
 from matplotlib.figure import Figure
@@ -24,16 +23,6 @@ from .style import paper_style
 COLUMN = "noisy_frac"
 STEM = "noisy_fraction_vs_epoch"
 TITLE = "Label noise — fraction of trained examples with a wrong label"
-
-
-def recorded_fraction(folder: str | Path) -> float | None:
-    """The fraction of wrong training labels a run recorded in its run.json, or None."""
-    try:
-        info = json.loads((Path(folder) / "run.json").read_text())
-        value = ((info.get("dataset") or {}).get("label_noise") or {}).get("fraction")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
 def skip_reason(res: MatrixResults) -> str:
@@ -49,7 +38,7 @@ def noisy_fraction(res: MatrixResults) -> Figure | None:
     panels = [p for p in res.panels if p in set(data["panel"])]
     variants = variant_table(res)
     drawn = variants.loc[[v for v in variants.index if v in set(data["variant"])]]
-    folders = dict(zip(res.runs["run_id"], res.runs["folder"]))
+    recorded = dict(zip(res.runs["run_id"], res.runs["noise_fraction"]))
     caption = ("Each epoch, the share of the examples the method trained on (with repeats) "
                "whose training label is wrong, counted by the trainer. "
                f"{band_text(data)} Dotted: the share of wrong labels in the training set, "
@@ -62,8 +51,8 @@ def noisy_fraction(res: MatrixResults) -> Figure | None:
             ax = canvas.axes[i, 0]
             mine = drawn.loc[[v for v in drawn.index if v in set(sub["variant"])]]
             _draw_lines(ax, sub, "epoch", COLUMN, mine)
-            levels = sorted({round(f, 6) for run in sub["run_id"].unique()
-                             if (f := recorded_fraction(folders.get(run, ""))) is not None})
+            levels = sorted({round(float(f), 6) for run in sub["run_id"].unique()
+                             if (f := recorded.get(run)) is not None and not math.isnan(f)})
             for y in levels:
                 ax.axhline(y, color="#222222", lw=1.0, ls=":", zorder=1, gid="reference")
                 ax.annotate(f"noise {y:.0%}", (1.0, y), xycoords=("axes fraction", "data"),
