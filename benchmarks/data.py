@@ -645,7 +645,6 @@ class DeviceData:
             raise ValueError(f"crop_padding must be >= 0, got {crop_padding}")
         self.info = info
         self.device = torch.device(device)
-        self.placement = placement   # "device" or "host" (benchmarks/placement.py)
         self.crop_padding = int(crop_padding)
         self.flip = info.flip if flip is None else bool(flip)
         self.channels_last = bool(channels_last)
@@ -668,6 +667,11 @@ class DeviceData:
         self._std = torch.tensor(info.std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self._rows = torch.arange(self.height, device=self.device)
         self._cols = torch.arange(self.width, device=self.device)
+
+    @property
+    def placement(self) -> str:
+        """``"device"`` or ``"host"`` (:mod:`benchmarks.placement`)."""
+        return self.train_x.where
 
     @property
     def x_train(self) -> Tensor:

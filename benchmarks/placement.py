@@ -58,8 +58,7 @@ from .errors import UserError
 PLACEMENTS = ("auto", "device", "host")
 #: ``auto`` keeps the data on the device while it takes at most this fraction of the
 #: device's free memory at the run's start. GUESS: half leaves the other half for the
-#: model, its activations, the optimiser and the sampler's state (a ResNet-50 at batch 256
-#: in bf16 needs about 20 GB); not measured per model.
+#: model, its activations, the optimiser and the sampler's state; not measured per model.
 DEVICE_FRACTION = 0.5
 #: cudaHostRegisterPortable | cudaHostRegisterMapped (CUDA runtime API flag values)
 _REGISTER_FLAGS = 0x01 | 0x02

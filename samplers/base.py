@@ -229,7 +229,8 @@ class StepContext:
         parts = []
         if kind in ("pixels", "pooled", "pooled+label"):
             if self.image_chunks_fn is None and self.images_fn is None:
-                raise ValueError(f"features={kind!r} needs images: give StepContext an images_fn")
+                raise ValueError(f"features={kind!r} needs images: give StepContext an "
+                                 "images_fn or an image_chunks_fn")
             chunks = (self.image_chunks_fn() if self.image_chunks_fn is not None
                       else [(0, self.images_fn())])
             out: Optional[Tensor] = None

@@ -102,26 +102,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         entries: list[Entry] = []
         conv: Optional[ConventionalEntry] = None
         try:
-            for label in args.sampler_list:
+            # (label, perf row, data placement): every sampler, then uniform once more with
+            # its images host-resident (--host-data)
+            timed = [(label, label, "auto") for label in args.sampler_list]
+            if args.host_data:
+                timed.append((HOST, "uniform", "host"))
+            for i, (label, row, placement) in enumerate(timed):
                 t0 = time.perf_counter()
                 before = dev.allocated()
-                spec = make_spec(label, args, dataset, subset)
-                trainer = Trainer(spec, tmp_path / "runs" / label, data_root=data_root,
-                                  download=False, device=device)
+                spec = make_spec(row, args, dataset, subset)
+                trainer = Trainer(spec, tmp_path / "runs" / str(i), data_root=data_root,
+                                  download=False, device=device, data_placement=placement)
                 entry = SamplerEntry(label, trainer)
                 entry.warm_up(dev, args.warmup, before)
                 entries.append(entry)
                 _log(f"built + warmed up {label} ({time.perf_counter() - t0:.1f} s)")
-            if args.host_data:  # the same uniform run, its images in pinned host memory
-                t0 = time.perf_counter()
-                before = dev.allocated()
-                spec = make_spec("uniform", args, dataset, subset)
-                trainer = Trainer(spec, tmp_path / "runs" / "host", data_root=data_root,
-                                  download=False, device=device, data_placement="host")
-                entry = SamplerEntry(HOST, trainer)
-                entry.warm_up(dev, args.warmup, before)
-                entries.append(entry)
-                _log(f"built + warmed up {HOST} ({time.perf_counter() - t0:.1f} s)")
             first = entries[0].trainer  # type: ignore[attr-defined]
             info = first.info
             if description is None:
